@@ -1,0 +1,100 @@
+"""Who and what exists in the sandbox: the tenant, its users, their roles, and the environments.
+
+Fixed identifiers keep every run identical, so a token minted by `dynamics-mcp sandbox token` today is
+accepted by a sandbox started tomorrow from the same data directory.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+Role = Literal["System Administrator", "Salesperson", "Sales Reader"]
+
+TENANT_ID: Final = uuid.UUID("7d5c1c3a-2b64-4d8f-9a51-3c0e8f2b6a10")
+BUSINESS_UNIT_ID: Final = uuid.UUID("1b9e6a0c-7f2d-4e35-8c41-5d2a9f7e3b20")
+USD_CURRENCY_ID: Final = uuid.UUID("4e1f2a3b-5c6d-4e7f-8a9b-0c1d2e3f4a50")
+
+
+@dataclass(frozen=True)
+class User:
+    """A person in the tenant; `roles` maps the environments they belong to onto their security role."""
+
+    name: str
+    full_name: str
+    object_id: uuid.UUID
+    system_user_id: uuid.UUID
+    roles: dict[str, Role] = field(default_factory=dict)
+
+    @property
+    def upn(self) -> str:
+        return f"{self.name}@contoso.example"
+
+    def role_in(self, environment: str) -> Role | None:
+        return self.roles.get(environment)
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """One Dataverse environment (organization) the sandbox serves."""
+
+    name: str
+    friendly_name: str
+    organization_id: uuid.UUID
+    environment_id: uuid.UUID
+    purpose: str
+    rows_per_table: int
+
+
+ENVIRONMENTS: Final = (
+    EnvironmentSpec(
+        "contoso",
+        "Contoso Sales (production)",
+        uuid.UUID("0c2f5a6e-1d3b-4c8a-9e7f-2a4b6c8d0e11"),
+        uuid.UUID("9a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c41"),
+        "Production",
+        rows_per_table=60,
+    ),
+    EnvironmentSpec(
+        "fabrikam",
+        "Fabrikam Dev (sandbox)",
+        uuid.UUID("5d6e7f80-9a1b-4c2d-8e3f-4a5b6c7d8e22"),
+        uuid.UUID("2b3c4d5e-6f70-4a81-9b2c-3d4e5f6a7b52"),
+        "Sandbox",
+        rows_per_table=15,
+    ),
+)
+
+
+def _user(name: str, full_name: str, number: int, roles: dict[str, Role]) -> User:
+    return User(
+        name=name,
+        full_name=full_name,
+        object_id=uuid.UUID(f"a0000000-0000-4000-8000-{number:012d}"),
+        system_user_id=uuid.UUID(f"b0000000-0000-4000-8000-{number:012d}"),
+        roles=roles,
+    )
+
+
+USERS: Final = (
+    _user("admin", "Avery Admin", 1, {"contoso": "System Administrator", "fabrikam": "System Administrator"}),
+    _user("alice", "Alice Anders", 2, {"contoso": "Salesperson", "fabrikam": "Salesperson"}),
+    _user("bob", "Bob Baker", 3, {"contoso": "Salesperson"}),
+    _user("carol", "Carol Chen", 4, {"contoso": "Sales Reader"}),
+    _user("dave", "Dave Diaz", 5, {"fabrikam": "Salesperson"}),
+    _user("erin", "Erin Evans", 6, {}),
+)
+
+
+def find_user(name_or_id: str) -> User | None:
+    """A user by short name, UPN, Entra object id or system user id."""
+    wanted = name_or_id.lower()
+    for user in USERS:
+        if wanted in (user.name, user.upn, str(user.object_id), str(user.system_user_id)):
+            return user
+    return None
+
+
+def find_environment(name: str) -> EnvironmentSpec | None:
+    return next((environment for environment in ENVIRONMENTS if environment.name == name), None)
