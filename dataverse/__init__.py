@@ -1,1 +1,66 @@
-"""dataverse package."""
+"""Async client for the Dataverse Web API: requests, retries, errors, OData building, metadata, discovery."""
+
+from ._client import DataverseClient, Page, Row, RowKey, UpsertMode, WhoAmI, Written
+from ._discovery import DEFAULT_DISCOVERY_URL, DISCOVERY_HOSTS, Instance, discovery_scope, list_instances
+from ._errors import (
+    AuthenticationFailed,
+    DataverseError,
+    DuplicateRecord,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RequestTimeout,
+    ServiceError,
+    ServiceUnavailable,
+    Throttled,
+    TransportError,
+    UnknownTable,
+    ValidationFailed,
+)
+from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary
+from ._odata import Expand, InvalidQuery, ODataQuery, equals, literal
+from ._retry import RetryPolicy
+from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
+
+__all__ = [
+    "DEFAULT_DISCOVERY_URL",
+    "DISCOVERY_HOSTS",
+    "AccessToken",
+    "AlternateKey",
+    "AuthenticationFailed",
+    "Choice",
+    "Column",
+    "DataverseClient",
+    "DataverseError",
+    "DuplicateRecord",
+    "Expand",
+    "Instance",
+    "InvalidQuery",
+    "NotFound",
+    "ODataQuery",
+    "Page",
+    "PermissionDenied",
+    "PreconditionFailed",
+    "Relationship",
+    "RequestTimeout",
+    "RetryPolicy",
+    "Row",
+    "RowKey",
+    "ServiceError",
+    "ServiceUnavailable",
+    "StaticTokenProvider",
+    "TableMetadata",
+    "TableSummary",
+    "Throttled",
+    "TokenProvider",
+    "TransportError",
+    "UnknownTable",
+    "UpsertMode",
+    "ValidationFailed",
+    "WhoAmI",
+    "Written",
+    "discovery_scope",
+    "equals",
+    "list_instances",
+    "literal",
+]

@@ -258,10 +258,10 @@ class _Parser:
                 continue
             self.take("close")
             break
-        prop, values = arguments.get("PropertyName"), arguments.get("PropertyValues")
-        if not isinstance(prop, str) or not isinstance(values, list):
+        prop, members = arguments.get("PropertyName"), arguments.get("PropertyValues")
+        if not isinstance(prop, str) or not isinstance(members, list):
             raise bad_request("Microsoft.Dynamics.CRM.In needs PropertyName='column' and PropertyValues=['a','b'].")
-        return Membership(Property(prop), tuple(values), negated)
+        return Membership(Property(prop), tuple(members), negated)
 
 
 def parse_filter(text: str) -> Expression:
@@ -295,7 +295,8 @@ def parse_orderby(text: str) -> list[tuple[Property, bool]]:
 def parse_top(text: str) -> int:
     if not re.fullmatch(r"\d{1,9}", text.strip()):
         raise bad_request(
-            f"Invalid value '{text}' for $top query option found. The $top query option requires a non-negative integer value."
+            f"Invalid value '{text}' for $top query option found. "
+            "The $top query option requires a non-negative integer value."
         )
     return int(text)
 
@@ -319,7 +320,9 @@ class ExpandOption:
 
 def _split_top_level(text: str, separator: str) -> list[str]:
     """Split on `separator` outside parentheses and string literals."""
-    parts, depth, quoted, current = [], 0, False, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth, quoted = 0, False
     for character in text:
         if character == "'":
             quoted = not quoted

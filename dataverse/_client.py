@@ -1,0 +1,383 @@
+"""The async Dataverse Web API client: metadata, queries and writes for one environment and one caller.
+
+It sends through a given `httpx2.AsyncClient` (one pooled client per process) and a `Transport` that holds the
+retry, token and concurrency policy. Writes follow Microsoft's Web API documentation: a create carries a
+client-generated primary key, so a retry after an unclear failure can never duplicate the row.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import quote
+
+import anyio
+import httpx2
+
+from ._errors import DataverseError, NotFound
+from ._fetchxml import page_fetchxml, paging_cookie_from_annotation
+from ._metadata import (
+    CHOICE_CASTS,
+    COLUMN_PROPERTIES,
+    TABLE_PROPERTIES,
+    Choice,
+    SingleFlightCache,
+    TableMetadata,
+    TableSummary,
+    label_text,
+    resolve_table_name,
+)
+from ._odata import IDENTIFIER, LiteralValue, ODataQuery, identifier, key_segment, literal
+from ._retry import RetryPolicy
+from ._tokens import TokenProvider
+from ._transport import DATAVERSE_CONCURRENCY_LIMIT, DEFAULT_API_VERSION, Transport, api_base_url
+
+Row = dict[str, Any]
+RowKey = str | uuid.UUID | Mapping[str, LiteralValue]
+UpsertMode = Literal["create_or_update", "create_only", "update_only"]
+MAX_PAGE_SIZE: Final = 5000
+ALL_ANNOTATIONS: Final = 'odata.include-annotations="*"'
+
+
+@dataclass(frozen=True)
+class WhoAmI:
+    user_id: str
+    business_unit_id: str
+    organization_id: str
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a query: its rows, the total when asked for, and whether more follow."""
+
+    rows: list[Row]
+    count: int | None
+    next_link: str | None = None
+    paging_cookie: str | None = None
+    page_number: int = 1
+    more_records: bool = False
+
+    @property
+    def has_more(self) -> bool:
+        return self.next_link is not None or self.more_records
+
+
+@dataclass(frozen=True)
+class Written:
+    """The outcome of a write: the row's id, and the row itself when it was asked for."""
+
+    id: str
+    row: Row | None = None
+    created: bool = True
+
+
+class DataverseClient:
+    """One environment's Web API, as one caller."""
+
+    def __init__(
+        self,
+        http: httpx2.AsyncClient,
+        environment_url: str,
+        tokens: TokenProvider,
+        *,
+        api_version: str = DEFAULT_API_VERSION,
+        retry: RetryPolicy | None = None,
+        max_concurrency: int = DATAVERSE_CONCURRENCY_LIMIT,
+        metadata_ttl: float = 3600.0,
+        user_agent: str = "dynamics-mcp",
+    ) -> None:
+        self.environment_url = environment_url.rstrip("/")
+        self.transport = Transport(
+            http,
+            api_base_url(environment_url, api_version),
+            tokens,
+            retry=retry,
+            max_concurrency=max_concurrency,
+            user_agent=user_agent,
+        )
+        self._tables: SingleFlightCache[list[TableSummary]] = SingleFlightCache(metadata_ttl)
+        self._metadata: SingleFlightCache[TableMetadata] = SingleFlightCache(metadata_ttl)
+        self._choices: SingleFlightCache[dict[str, tuple[Choice, ...]]] = SingleFlightCache(metadata_ttl)
+
+    async def _get_json(self, path: str, params: Mapping[str, str] | None = None, **headers: str) -> Any:
+        outcome = await self.transport.send(
+            "GET", self.transport.url(path), repeatability="safe", params=params, headers=headers
+        )
+        return outcome.response.json()
+
+    # -- identity and metadata -----------------------------------------------------------------------------
+
+    async def whoami(self) -> WhoAmI:
+        body = await self._get_json("WhoAmI")
+        return WhoAmI(str(body["UserId"]), str(body["BusinessUnitId"]), str(body["OrganizationId"]))
+
+    async def list_tables(self) -> list[TableSummary]:
+        """Every table of the environment (names, display names, primary columns), cached."""
+
+        async def load() -> list[TableSummary]:
+            body = await self._get_json("EntityDefinitions", {"$select": ",".join(TABLE_PROPERTIES)})
+            return [TableSummary.from_json(item) for item in body["value"]]
+
+        return await self._tables.get("tables", load)
+
+    async def resolve_table(self, name: str) -> TableSummary:
+        """A table by logical, entity set or display name; UnknownTable names the closest ones."""
+        return resolve_table_name(name, await self.list_tables())
+
+    async def table(self, name: str) -> TableMetadata:
+        """A table's columns, keys and relationships in one request, cached and single-flight."""
+        if IDENTIFIER.match(name) and name == name.lower():
+            logical_name = name  # most likely a logical name: ask for it directly, one request
+        else:
+            logical_name = (await self.resolve_table(name)).logical_name
+
+        async def load() -> TableMetadata:
+            params = {
+                "$select": ",".join(TABLE_PROPERTIES),
+                "$expand": (
+                    f"Attributes($select={','.join(COLUMN_PROPERTIES)}),Keys,"
+                    "ManyToOneRelationships,OneToManyRelationships"
+                ),
+            }
+            try:
+                body = await self._get_json(f"EntityDefinitions(LogicalName={literal(logical_name)})", params)
+            except NotFound:
+                summary = await self.resolve_table(logical_name)  # raises UnknownTable with the closest names
+                body = await self._get_json(f"EntityDefinitions(LogicalName={literal(summary.logical_name)})", params)
+            return TableMetadata.from_json(body)
+
+        return await self._metadata.get(logical_name, load)
+
+    async def choices(self, table: str) -> dict[str, tuple[Choice, ...]]:
+        """Each choice column's options (value and label), read through the typed attribute casts."""
+        logical_name = (await self.table(table)).logical_name
+
+        async def load() -> dict[str, tuple[Choice, ...]]:
+            found: dict[str, tuple[Choice, ...]] = {}
+
+            async def load_cast(cast: str) -> None:
+                path = (
+                    f"EntityDefinitions(LogicalName={literal(logical_name)})/Attributes/Microsoft.Dynamics.CRM.{cast}"
+                )
+                body = await self._get_json(path, {"$select": "LogicalName", "$expand": "OptionSet"})
+                for attribute in body["value"]:
+                    found[attribute["LogicalName"]] = _options(attribute.get("OptionSet") or {})
+
+            async with anyio.create_task_group() as group:
+                for cast in CHOICE_CASTS:
+                    group.start_soon(load_cast, cast)
+            return found
+
+        return await self._choices.get(logical_name, load)
+
+    # -- reading rows --------------------------------------------------------------------------------------
+
+    def _entity_path(self, entity_set: str, key: RowKey) -> str:
+        return f"{identifier(entity_set, 'entity set')}({quote(key_segment(key), safe=chr(39) + '=,-')})"
+
+    async def get(self, table: str, key: RowKey, *, select: list[str] | None = None, annotations: bool = True) -> Row:
+        """One row by id or alternate key."""
+        summary = await self.resolve_table(table)
+        params = ODataQuery(select=select or ()).params()
+        headers = {"Prefer": ALL_ANNOTATIONS} if annotations else {}
+        body: Row = await self._get_json(self._entity_path(summary.entity_set_name, key), params, **headers)
+        return body
+
+    async def query(
+        self, table: str, query: ODataQuery, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True
+    ) -> AsyncIterator[Page]:
+        """The pages of an OData query, following `@odata.nextLink` until the last page."""
+        summary = await self.resolve_table(table)
+        headers = {"Prefer": _prefer(page_size, annotations)}
+        url = self.transport.url(summary.entity_set_name)
+        params: Mapping[str, str] | None = query.params()
+        while True:
+            outcome = await self.transport.send("GET", url, repeatability="safe", params=params, headers=headers)
+            page = _page(outcome.response.json())
+            yield page
+            if page.next_link is None:
+                return
+            if not self.transport.is_own_url(page.next_link):
+                raise DataverseError("The service returned a next-page link outside this environment; stopping.")
+            url, params = page.next_link, None
+
+    async def continue_query(self, next_link: str, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True) -> Page:
+        """The page an `@odata.nextLink` names (a cursor handed back by a caller)."""
+        if not self.transport.is_own_url(next_link):
+            raise DataverseError("That cursor does not belong to this environment.")
+        outcome = await self.transport.send(
+            "GET", next_link, repeatability="safe", headers={"Prefer": _prefer(page_size, annotations)}
+        )
+        return _page(outcome.response.json())
+
+    async def fetch(
+        self, table: str, fetchxml: str, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True
+    ) -> AsyncIterator[Page]:
+        """The pages of a FetchXML query, following the paging cookie."""
+        summary = await self.resolve_table(table)
+        cookie: str | None = None
+        page_number = 1
+        while True:
+            page = await self.fetch_page(summary.entity_set_name, fetchxml, page_number, cookie, page_size, annotations)
+            yield page
+            if not page.has_more:
+                return
+            cookie, page_number = page.paging_cookie, page_number + 1
+
+    async def fetch_page(
+        self,
+        entity_set: str,
+        fetchxml: str,
+        page_number: int,
+        cookie: str | None,
+        page_size: int = MAX_PAGE_SIZE,
+        annotations: bool = True,
+    ) -> Page:
+        paged = page_fetchxml(fetchxml, page_number, page_size, cookie)
+        headers = {"Prefer": ALL_ANNOTATIONS} if annotations else {}
+        body = await self._get_json(identifier(entity_set, "entity set"), {"fetchXml": paged}, **headers)
+        more = bool(body.get("@Microsoft.Dynamics.CRM.morerecords"))
+        annotation = body.get("@Microsoft.Dynamics.CRM.fetchxmlpagingcookie")
+        return Page(
+            rows=list(body.get("value") or []),
+            count=body.get("@Microsoft.Dynamics.CRM.totalrecordcount"),
+            paging_cookie=paging_cookie_from_annotation(annotation) if more and annotation else None,
+            page_number=page_number,
+            more_records=more,
+        )
+
+    # -- writing rows --------------------------------------------------------------------------------------
+
+    async def create(
+        self, table: str, values: Mapping[str, Any], *, return_row: bool = False, select: list[str] | None = None
+    ) -> Written:
+        """Create a row with a client-generated id, so a retried create can never make a second row."""
+        summary = await self.resolve_table(table)
+        body = dict(values)
+        row_id = str(body.get(summary.primary_id) or uuid.uuid4())
+        body[summary.primary_id] = row_id
+        headers = {"Prefer": "return=representation"} if return_row else {}
+        params = ODataQuery(select=select or ()).params() if return_row else None
+        outcome = await self.transport.send(
+            "POST",
+            self.transport.url(summary.entity_set_name),
+            repeatability="create",
+            params=params,
+            json=body,
+            headers=headers,
+        )
+        row = None
+        if return_row:
+            row = await self.get(table, row_id, select=select) if outcome.landed_earlier else outcome.response.json()
+        return Written(row_id, row, created=True)
+
+    async def update(
+        self,
+        table: str,
+        key: RowKey,
+        values: Mapping[str, Any],
+        *,
+        etag: str | None = None,
+        return_row: bool = False,
+        select: list[str] | None = None,
+    ) -> Written:
+        """Change columns of an existing row; with `etag`, only if the row has not changed since."""
+        return await self._patch(table, key, values, if_match=etag or "*", return_row=return_row, select=select)
+
+    async def upsert(
+        self,
+        table: str,
+        key: RowKey,
+        values: Mapping[str, Any],
+        *,
+        mode: UpsertMode = "create_or_update",
+        return_row: bool = False,
+        select: list[str] | None = None,
+    ) -> Written:
+        """Create the row with this id or alternate key, or update it if it exists (as `mode` allows)."""
+        return await self._patch(
+            table,
+            key,
+            values,
+            if_match="*" if mode == "update_only" else None,
+            if_none_match="*" if mode == "create_only" else None,
+            return_row=return_row,
+            select=select,
+        )
+
+    async def _patch(
+        self,
+        table: str,
+        key: RowKey,
+        values: Mapping[str, Any],
+        *,
+        if_match: str | None = None,
+        if_none_match: str | None = None,
+        return_row: bool,
+        select: list[str] | None,
+    ) -> Written:
+        summary = await self.resolve_table(table)
+        headers = {"Prefer": "return=representation"} if return_row else {}
+        if if_match:
+            headers["If-Match"] = if_match
+        if if_none_match:
+            headers["If-None-Match"] = if_none_match
+        params = ODataQuery(select=select or ()).params() if return_row else None
+        outcome = await self.transport.send(
+            "PATCH",
+            self.transport.url(self._entity_path(summary.entity_set_name, key)),
+            repeatability="safe",
+            params=params,
+            json=dict(values),
+            headers=headers,
+        )
+        response = outcome.response
+        row = response.json() if return_row and response.content else None
+        row_id = _id_from_entity_url(response.headers.get("odata-entityid")) or (row or {}).get(summary.primary_id)
+        return Written(str(row_id or key), row, created=response.status_code == 201)
+
+    async def delete(self, table: str, key: RowKey, *, etag: str | None = None) -> None:
+        """Delete a row; with `etag`, only if it has not changed since."""
+        summary = await self.resolve_table(table)
+        headers = {"If-Match": etag} if etag else {}
+        await self.transport.send(
+            "DELETE",
+            self.transport.url(self._entity_path(summary.entity_set_name, key)),
+            repeatability="safe",
+            headers=headers,
+        )
+
+
+def _prefer(page_size: int, annotations: bool) -> str:
+    if not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise DataverseError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}.")
+    parts = [f"odata.maxpagesize={page_size}"]
+    if annotations:
+        parts.append(ALL_ANNOTATIONS)
+    return ",".join(parts)
+
+
+def _page(body: dict[str, Any]) -> Page:
+    return Page(
+        rows=list(body.get("value") or []), count=body.get("@odata.count"), next_link=body.get("@odata.nextLink")
+    )
+
+
+def _options(option_set: dict[str, Any]) -> tuple[Choice, ...]:
+    options = [option_set[key] for key in ("FalseOption", "TrueOption") if option_set.get(key)]
+    options += option_set.get("Options") or []
+    return tuple(
+        Choice(int(option["Value"]), label_text(option.get("Label")) or str(option["Value"])) for option in options
+    )
+
+
+def _id_from_entity_url(url: str | None) -> str | None:
+    if not url or not url.endswith(")"):
+        return None
+    inside = url.rsplit("(", 1)[-1][:-1]
+    try:
+        return str(uuid.UUID(inside))
+    except ValueError:
+        return None
