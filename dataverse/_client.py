@@ -20,7 +20,6 @@ from ._errors import DataverseError, NotFound
 from ._fetchxml import page_fetchxml, paging_cookie_from_annotation
 from ._metadata import (
     CHOICE_CASTS,
-    COLUMN_PROPERTIES,
     TABLE_PROPERTIES,
     Choice,
     SingleFlightCache,
@@ -136,10 +135,9 @@ class DataverseClient:
         async def load() -> TableMetadata:
             params = {
                 "$select": ",".join(TABLE_PROPERTIES),
-                "$expand": (
-                    f"Attributes($select={','.join(COLUMN_PROPERTIES)}),Keys,"
-                    "ManyToOneRelationships,OneToManyRelationships"
-                ),
+                # No $select inside Attributes: type-specific properties (MaxLength, Targets, MinValue...)
+                # are not on the base AttributeMetadata type and may not be selected there.
+                "$expand": "Attributes,Keys,ManyToOneRelationships,OneToManyRelationships",
             }
             try:
                 body = await self._get_json(f"EntityDefinitions(LogicalName={literal(logical_name)})", params)
@@ -319,24 +317,30 @@ class DataverseClient:
         select: list[str] | None,
     ) -> Written:
         summary = await self.resolve_table(table)
-        headers = {"Prefer": "return=representation"} if return_row else {}
+        # Always ask for the row back (only its id unless columns are wanted): without a representation the
+        # service answers 204 to both outcomes, and the caller must know whether the row was created.
+        headers = {"Prefer": "return=representation"}
         if if_match:
             headers["If-Match"] = if_match
         if if_none_match:
             headers["If-None-Match"] = if_none_match
-        params = ODataQuery(select=select or ()).params() if return_row else None
+        columns = (select or ()) if return_row else [summary.primary_id]
         outcome = await self.transport.send(
             "PATCH",
             self.transport.url(self._entity_path(summary.entity_set_name, key)),
-            repeatability="safe",
-            params=params,
+            # create-only is refused once the row exists: a retry must recognise its own earlier success
+            repeatability="create" if if_none_match else "safe",
+            params=ODataQuery(select=columns).params(),
             json=dict(values),
             headers=headers,
         )
-        response = outcome.response
-        row = response.json() if return_row and response.content else None
-        row_id = _id_from_entity_url(response.headers.get("odata-entityid")) or (row or {}).get(summary.primary_id)
-        return Written(str(row_id or key), row, created=response.status_code == 201)
+        if outcome.landed_earlier:
+            landed = await self.get(table, key, select=list(columns), annotations=False)
+            return Written(str(landed[summary.primary_id]), landed if return_row else None, created=True)
+        row: Row = outcome.response.json()
+        return Written(
+            str(row[summary.primary_id]), row if return_row else None, created=outcome.response.status_code == 201
+        )
 
     async def delete(self, table: str, key: RowKey, *, etag: str | None = None) -> None:
         """Delete a row; with `etag`, only if it has not changed since."""
@@ -371,13 +375,3 @@ def _options(option_set: dict[str, Any]) -> tuple[Choice, ...]:
     return tuple(
         Choice(int(option["Value"]), label_text(option.get("Label")) or str(option["Value"])) for option in options
     )
-
-
-def _id_from_entity_url(url: str | None) -> str | None:
-    if not url or not url.endswith(")"):
-        return None
-    inside = url.rsplit("(", 1)[-1][:-1]
-    try:
-        return str(uuid.UUID(inside))
-    except ValueError:
-        return None

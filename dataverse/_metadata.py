@@ -41,23 +41,6 @@ TABLE_PROPERTIES: Final = (
     "IsIntersect",
     "IsActivity",
 )
-COLUMN_PROPERTIES: Final = (
-    "LogicalName",
-    "SchemaName",
-    "AttributeType",
-    "AttributeTypeName",
-    "DisplayName",
-    "Description",
-    "RequiredLevel",
-    "IsValidForCreate",
-    "IsValidForUpdate",
-    "IsValidForRead",
-    "IsPrimaryId",
-    "IsPrimaryName",
-    "IsCustomAttribute",
-    "IsValidODataAttribute",
-    "AttributeOf",
-)
 
 
 def label_text(value: Any) -> str | None:

@@ -242,13 +242,21 @@ class Sandbox:
         routes = [
             Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
-            Route("/{path:path}", web_api, methods=["GET", "POST", "PATCH", "PUT", "DELETE"]),
         ]
         middleware = [
             Middleware(RequestLogMiddleware, log=self.request_log, sites=sites),
             Middleware(FaultMiddleware, injector=self.faults),
         ]
-        return Starlette(routes=routes, middleware=middleware, exception_handlers={500: _internal_error})
+        application = Starlette(routes=routes, middleware=middleware, exception_handlers={500: _internal_error})
+
+        async def everything_else(scope: Scope, receive: Receive, send: Send) -> None:
+            # The router's fallback rather than a `/{path:path}` route: route patterns do not match
+            # percent-decoded newlines, which key values may hold.
+            response = await web_api(Request(scope, receive))
+            await response(scope, receive, send)
+
+        application.router.default = everything_else
+        return application
 
     def _write_endpoints(self) -> None:
         endpoints = {

@@ -100,11 +100,11 @@ TOPICS: Final = (
 
 
 class _Seeder:
-    def __init__(self, store: Store, environment: EnvironmentSpec) -> None:
+    def __init__(self, store: Store, environment: EnvironmentSpec, stream: str = "seed") -> None:
         self.store = store
         self.catalog: Catalog = store.catalog
         self.environment = environment
-        self.random = random.Random(f"dynamics-mcp/{environment.name}")
+        self.random = random.Random(f"dynamics-mcp/{environment.name}/{stream}")
         self.members = [user for user in USERS if user.role_in(environment.name)]
         self.owners = [user for user in self.members if user.role_in(environment.name) != "Sales Reader"]
         self.version = 1000
@@ -422,7 +422,7 @@ def add_accounts(store: Store, environment: EnvironmentSpec, count: int) -> None
     """Add `count` plain accounts in one transaction (the large-data option for benchmarks)."""
     table = store.catalog.tables["account"]
     with store.transaction():
-        seeder = _Seeder(store, environment)
+        seeder = _Seeder(store, environment, stream=f"bulk-{store.count(table)}")
         seeder.version = store.next_version()
         rows = []
         for index in range(count):
