@@ -15,7 +15,14 @@ from ._catalog import Column, JsonObject, Table
 from ._environment import Environment
 from ._errors import FETCH_XML_INVALID, WebApiError
 from ._expression import And, Comparison, Expression, Membership, Not, Or, Property, TextMatch, Value
-from ._fetchxml import FetchLink, FetchQuery, make_paging_cookie, paging_cookie_annotation, parse_fetchxml
+from ._fetchxml import (
+    FetchAttribute,
+    FetchLink,
+    FetchQuery,
+    make_paging_cookie,
+    paging_cookie_annotation,
+    parse_fetchxml,
+)
 from ._query import Join, Resolver, RowQuery, count_rows, select_rows
 from ._records import FORMATTED_VALUE, Annotations, NameLookup, formatted_value, json_value, render_row
 from ._security import Caller
@@ -85,7 +92,7 @@ def _typed(expression: Expression, resolve: Resolver, caller: Caller) -> Express
 
 
 def _joins(environment: Environment, fetch: FetchQuery, root: Table) -> list[Join]:
-    tables = {None: root}
+    tables: dict[str | None, Table] = {None: root}
     joins = []
     for link in _walk_links(fetch.links):
         table = environment.catalog.get(link.name)
@@ -149,15 +156,18 @@ def run_fetch(
         rendered = render_row(table, row, root_columns, annotations, names)
         for link in _walk_links(fetch.links):
             linked = links[link.alias].table
-            attributes = [a.name for a in link.attributes] if link.attributes is not None else []
-            for name in attributes:
-                column = _column(linked, name)
-                value = row.get(f"{link.alias}.{name}")
-                key = f"{link.alias}.{name}"
+            if link.attributes is None:
+                attributes = [FetchAttribute(column.logical_name) for column in linked.stored_columns()]
+            else:
+                attributes = list(link.attributes)
+            for attribute in attributes:
+                column = _column(linked, attribute.name)
+                value = row.get(f"{link.alias}.{attribute.name}")
+                key = attribute.alias or f"{link.alias}.{attribute.name}"
                 if annotations.wants(FORMATTED_VALUE):
-                    text = formatted_value(column, value)
-                    if text is not None:
-                        rendered[f"{key}@{FORMATTED_VALUE}"] = text
+                    label = formatted_value(column, value)
+                    if label is not None:
+                        rendered[f"{key}@{FORMATTED_VALUE}"] = label
                 rendered[key] = json_value(column, value)
         values.append(rendered)
     body: dict[str, Any] = {
