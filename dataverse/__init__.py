@@ -17,6 +17,7 @@ from ._errors import (
     UnknownTable,
     ValidationFailed,
 )
+from ._http import ConnectionSettings, build_http_client
 from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary
 from ._odata import Expand, InvalidQuery, ODataQuery, equals, literal
 from ._retry import RetryPolicy
@@ -30,6 +31,7 @@ __all__ = [
     "AuthenticationFailed",
     "Choice",
     "Column",
+    "ConnectionSettings",
     "DataverseClient",
     "DataverseError",
     "DuplicateRecord",
@@ -59,6 +61,7 @@ __all__ = [
     "ValidationFailed",
     "WhoAmI",
     "Written",
+    "build_http_client",
     "discovery_scope",
     "equals",
     "list_instances",
