@@ -7,7 +7,6 @@ import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx2
 import pytest
 
 from dataverse import ConnectionSettings, DataverseClient, RequestTimeout, StaticTokenProvider, build_http_client
