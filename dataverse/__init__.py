@@ -17,6 +17,7 @@ from ._errors import (
     UnknownTable,
     ValidationFailed,
 )
+from ._fetchxml import fetch_entity
 from ._http import ConnectionSettings, build_http_client
 from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary
 from ._odata import Expand, InvalidQuery, ODataQuery, equals, literal
@@ -64,6 +65,7 @@ __all__ = [
     "build_http_client",
     "discovery_scope",
     "equals",
+    "fetch_entity",
     "list_instances",
     "literal",
 ]

@@ -38,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    serve = commands.add_parser(
+        "serve",
+        help="serve MCP (stdio by default); with no environment configured, against the embedded sandbox",
+    )
+    serve.add_argument("--transport", choices=["stdio"], default="stdio", help="stdio (streamable HTTP: coming)")
+    serve.add_argument("--config", type=Path, default=None, help="TOML configuration file (or DYNAMICS_MCP_CONFIG)")
+    serve.add_argument("--read-only", action="store_true", default=None, help="do not offer the write tools")
+
+    environments = commands.add_parser("environments", help="list the environments the configured identity reaches")
+    environments.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+
     sandbox = commands.add_parser(
         "sandbox",
         help="run the local Dataverse sandbox (Web API, discovery, tokens) on loopback",
@@ -71,6 +82,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("httpx2").setLevel(logging.WARNING)
+    logging.getLogger("httpcore2").setLevel(logging.WARNING)
+    if arguments.command in ("serve", "environments"):
+        from ._serve_command import list_environments, serve
+
+        config = arguments.config or (
+            Path(os.environ["DYNAMICS_MCP_CONFIG"]) if os.environ.get("DYNAMICS_MCP_CONFIG") else None
+        )
+        if arguments.command == "serve":
+            return serve(config, read_only=arguments.read_only)
+        return list_environments(config)
     if arguments.command == "sandbox":
         from ._sandbox_command import print_token, run_sandbox
 

@@ -1,0 +1,61 @@
+"""`dynamics-mcp serve` and `dynamics-mcp environments`."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from ._settings import ConfigurationError, ServerSettings, load_settings
+
+
+def _settings(config: Path | None, **flags: Any) -> ServerSettings | None:
+    try:
+        return load_settings(config, **{name: value for name, value in flags.items() if value is not None})
+    except ConfigurationError as error:
+        print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201 - the command's own error report
+        return None
+
+
+def serve(config: Path | None, *, read_only: bool | None) -> int:
+    """Serve MCP over stdio until the client closes the stream."""
+    settings = _settings(config, read_only=read_only)
+    if settings is None:
+        return 2
+    from ._app import build_server
+
+    server = build_server(settings)
+    try:
+        server.run("stdio")
+    except ConfigurationError as error:
+        print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
+        return 2
+    return 0
+
+
+def list_environments(config: Path | None) -> int:
+    """Print the environments, one per line: name, URL, friendly name."""
+    settings = _settings(config)
+    if settings is None:
+        return 2
+    from contextlib import AsyncExitStack
+
+    from dataverse import ConnectionSettings, build_http_client
+
+    from ._app import open_environments
+
+    async def run() -> int:
+        connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
+        async with AsyncExitStack() as stack:
+            http = await stack.enter_async_context(build_http_client(connection))
+            environments = await open_environments(settings, http, stack)
+            for environment in await environments.all():
+                print(f"{environment.name}\\t{environment.url}\\t{environment.friendly_name or ''}")  # noqa: T201
+        return 0
+
+    try:
+        return asyncio.run(run())
+    except ConfigurationError as error:
+        print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
+        return 2

@@ -1,0 +1,164 @@
+"""Configuration: environment variables (names shared with azure-identity), a TOML file, command-line flags.
+
+Flags win over environment variables, which win over the TOML file. A configuration error names the setting,
+what was wrong, and an example of a right value; secrets never appear in a message.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from dataverse._transport import api_base_url
+
+AuthMode = Literal[
+    "token",
+    "client-secret",
+    "certificate",
+    "managed-identity",
+    "device-code",
+    "interactive",
+    "on-behalf-of",
+    "password",
+]
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot be used; the message says which setting and how to fix it."""
+
+
+class EnvironmentSettings(BaseModel):
+    """One Dataverse environment, from DATAVERSE_URL or a `[[environments]]` table of the TOML file."""
+
+    name: str | None = None
+    url: str
+    api_version: str = "v9.2"
+    access_token: SecretStr | None = None
+
+    @field_validator("url")
+    @classmethod
+    def valid_url(cls, url: str) -> str:
+        try:
+            api_base_url(url)
+        except ValueError as error:
+            raise ValueError(f"{error}; e.g. https://contoso.crm.dynamics.com") from None
+        return url.rstrip("/")
+
+    @field_validator("api_version")
+    @classmethod
+    def valid_version(cls, version: str) -> str:
+        try:
+            api_base_url("https://example.invalid", version)
+        except ValueError:
+            raise ValueError(f"{version!r} is not an API version such as v9.2") from None
+        return version
+
+    def display_name(self) -> str:
+        from urllib.parse import urlsplit
+
+        return self.name or (urlsplit(self.url).hostname or self.url).split(".")[0]
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple | set | frozenset):
+        return frozenset(str(part).strip().lower() for part in value)
+    return value
+
+
+class ServerSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    url: str | None = Field(None, validation_alias=AliasChoices("DATAVERSE_URL", "url"))
+    api_version: str = Field("v9.2", validation_alias=AliasChoices("DATAVERSE_API_VERSION", "api_version"))
+    access_token: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DATAVERSE_ACCESS_TOKEN", "access_token")
+    )
+    auth: AuthMode | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_AUTH", "auth"))
+    environments: list[EnvironmentSettings] = Field(default_factory=list)
+    default_environment: str | None = Field(
+        None, validation_alias=AliasChoices("DYNAMICS_MCP_DEFAULT_ENVIRONMENT", "default_environment")
+    )
+    read_only: bool = Field(False, validation_alias=AliasChoices("DYNAMICS_MCP_READ_ONLY", "read_only"))
+    allowed_tables: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_TABLES", "allowed_tables")
+    )
+    denied_tables: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_DENIED_TABLES", "denied_tables")
+    )
+    connect_timeout: float | None = Field(
+        None, ge=0, validation_alias=AliasChoices("DATAVERSE_CONNECT_TIMEOUT", "connect_timeout")
+    )
+    read_timeout: float | None = Field(
+        None, ge=0, validation_alias=AliasChoices("DATAVERSE_READ_TIMEOUT", "read_timeout")
+    )
+    max_concurrency: int = Field(
+        52, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY", "max_concurrency")
+    )
+    sandbox_user: str = Field("admin", validation_alias=AliasChoices("DYNAMICS_MCP_SANDBOX_USER", "sandbox_user"))
+
+    _split_tables = field_validator("allowed_tables", "denied_tables", mode="before")(_split)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, env_settings
+
+    def configured_environments(self) -> list[EnvironmentSettings]:
+        """The environments to serve: the TOML file's, or the one DATAVERSE_URL names; none means the sandbox."""
+        if self.environments:
+            return self.environments
+        if self.url:
+            return [EnvironmentSettings(url=self.url, api_version=self.api_version, access_token=self.access_token)]
+        return []
+
+
+def load_settings(config: Path | None = None, **flags: Any) -> ServerSettings:
+    """Settings from the TOML file (lowest), the environment, then flags; raises ConfigurationError."""
+    file_values: dict[str, Any] = {}
+    if config is not None:
+        try:
+            file_values = tomllib.loads(config.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigurationError(f"--config {config}: no such file") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigurationError(f"--config {config}: not valid TOML ({error})") from None
+    try:
+        from_environment = ServerSettings()
+        merged = {**file_values, **from_environment.model_dump(exclude_unset=True), **flags}
+        settings = ServerSettings.model_validate(merged)
+        settings.configured_environments()
+        return settings
+    except ValidationError as error:
+        raise ConfigurationError(_explain(error)) from None
+
+
+_EXAMPLES = {
+    "url": "DATAVERSE_URL=https://contoso.crm.dynamics.com",
+    "auth": "DYNAMICS_MCP_AUTH=token",
+    "read_only": "DYNAMICS_MCP_READ_ONLY=true",
+    "connect_timeout": "DATAVERSE_CONNECT_TIMEOUT=10 (0: no limit)",
+    "read_timeout": "DATAVERSE_READ_TIMEOUT=120 (0: no limit)",
+    "max_concurrency": "DATAVERSE_MAX_CONCURRENCY=8 (1 to 52)",
+}
+
+
+def _explain(error: ValidationError) -> str:
+    lines = []
+    for problem in error.errors(include_input=False, include_url=False):
+        setting = ".".join(str(part) for part in problem["loc"]) or "configuration"
+        example = _EXAMPLES.get(str(problem["loc"][0]) if problem["loc"] else "", "")
+        hint = f" Example: {example}." if example else ""
+        lines.append(f"{setting}: {problem['msg']}.{hint}")
+    return "Invalid configuration: " + " ".join(lines)

@@ -1,0 +1,64 @@
+"""What the tools reach at run time: the environments the caller may use, and the policy in force.
+
+The server builds an `AppState` in its lifespan; tools read it from the request context. `Environments` is
+a seam: stdio serves a fixed set of environments, streamable HTTP (later) one set per signed-in user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from dataverse import DataverseClient
+
+from ._policy import Policy
+
+
+@dataclass(frozen=True)
+class Environment:
+    """One Dataverse environment the caller can use, with the client that reaches it as the caller."""
+
+    name: str
+    url: str
+    friendly_name: str | None
+    client: DataverseClient
+
+
+class Environments(Protocol):
+    async def all(self) -> list[Environment]:
+        """Every environment the caller may use."""
+        ...
+
+    async def open(self, name: str | None) -> Environment:
+        """The environment named (name, unique name or URL), or the only one; raises LookupError."""
+        ...
+
+    @property
+    def caller(self) -> str:
+        """Who the calls run as, for the audit log."""
+        ...
+
+
+@dataclass(frozen=True)
+class AppState:
+    environments: Environments
+    policy: Policy
+
+
+def choose_environment(environments: list[Environment], name: str | None, default: str | None = None) -> Environment:
+    """The environment `name` (or else `default`) designates; raises LookupError saying what exists."""
+    known = ", ".join(environment.name for environment in environments) or "none"
+    if name is None or not name.strip():
+        if len(environments) == 1:
+            return environments[0]
+        if default is None:
+            raise LookupError(f"Several environments are available ({known}): pass environment.")
+        name = default
+    wanted = name.strip().rstrip("/").lower()
+    for environment in environments:
+        names = {environment.name.lower(), environment.url.rstrip("/").lower()}
+        if environment.friendly_name:
+            names.add(environment.friendly_name.lower())
+        if wanted in names:
+            return environment
+    raise LookupError(f"No environment {name!r}; available: {known}. Use list_environments.")
