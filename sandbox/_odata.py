@@ -36,14 +36,6 @@ _MAX_INT32: Final = 2**31 - 1
 _MAX_NUMBER_LENGTH: Final = 40  # far beyond Edm.Decimal; also keeps int() under its digit limit
 _QUOTED_LIMIT: Final = 200  # error messages quote at most this much of the offending text
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_COMPARISONS: Final[dict[str, ComparisonOperator]] = {
-    "eq": "eq",
-    "ne": "ne",
-    "gt": "gt",
-    "ge": "ge",
-    "lt": "lt",
-    "le": "le",
-}
 # `'x' lt name` is `name gt 'x'`.
 _MIRRORED: Final[dict[ComparisonOperator, ComparisonOperator]] = {
     "eq": "eq",
@@ -53,6 +45,7 @@ _MIRRORED: Final[dict[ComparisonOperator, ComparisonOperator]] = {
     "lt": "gt",
     "le": "ge",
 }
+_COMPARISONS: Final[dict[str, ComparisonOperator]] = {operator: operator for operator in _MIRRORED}
 _TEXT_FUNCTIONS: Final[dict[str, TextFunction]] = {
     "contains": "contains",
     "startswith": "startswith",
@@ -203,7 +196,7 @@ class _FilterParser:
         expression = self.disjunction(0)
         token = self.peek()
         if token.kind != "end":
-            raise _syntax_error(token.position, self.text, f"Unexpected '{token.text}'.")
+            raise _syntax_error(token.position, self.text, f"Unexpected {token.shown}.")
         return expression
 
     def disjunction(self, depth: int) -> Expression:
@@ -266,7 +259,7 @@ class _FilterParser:
             raise _syntax_error(left.position, self.text, "Compare a property with a value, as in name eq 'Contoso'.")
         if right.is_property:
             raise bad_request(
-                f"Comparing two columns ('{left.text}' and '{right.text}') is not supported; compare a column "
+                f"Comparing two columns ({left.shown} and {right.shown}) is not supported; compare a column "
                 "with a value."
             )
         return Comparison(operator, Property(left.text), _literal(right, self.text))
@@ -292,7 +285,7 @@ class _FilterParser:
             return TextMatch(_TEXT_FUNCTIONS[name.text], prop, _unquote(value.text))
         if name.text in _MEMBERSHIP_FUNCTIONS:
             return self.membership(name.text, negated=_MEMBERSHIP_FUNCTIONS[name.text])
-        raise bad_request(f"Unknown function '{name.text}'.")
+        raise bad_request(f"Unknown function {name.shown}.")
 
     def membership(self, function: str, *, negated: bool) -> Expression:
         """`Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a','b'])`, arguments in any order."""
@@ -311,7 +304,7 @@ class _FilterParser:
             elif argument.text == "PropertyValues" and values is None:
                 values = self.string_list()
             else:
-                raise bad_request(f"Unexpected or repeated parameter '{argument.text}'; write {usage}.")
+                raise bad_request(f"Unexpected or repeated parameter {argument.shown}; write {usage}.")
             if self.peek().kind != ",":
                 break
             self.index += 1

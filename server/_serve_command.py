@@ -51,7 +51,7 @@ def list_environments(config: Path | None) -> int:
             http = await stack.enter_async_context(build_http_client(connection))
             environments = await open_environments(settings, http, stack)
             for environment in await environments.all():
-                print(f"{environment.name}\\t{environment.url}\\t{environment.friendly_name or ''}")  # noqa: T201
+                print(f"{environment.name}\t{environment.url}\t{environment.friendly_name or ''}")  # noqa: T201
         return 0
 
     try:

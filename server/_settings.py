@@ -9,6 +9,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
@@ -58,9 +59,12 @@ class EnvironmentSettings(BaseModel):
         return version
 
     def display_name(self) -> str:
-        from urllib.parse import urlsplit
-
-        return self.name or (urlsplit(self.url).hostname or self.url).split(".")[0]
+        """The configured name, else the URL's first host label (contoso of contoso.crm.dynamics.com)."""
+        if self.name:
+            return self.name
+        parts = urlsplit(self.url)
+        host = parts.hostname or self.url
+        return parts.netloc if host.replace(".", "").isdigit() or ":" in host else host.split(".")[0]
 
 
 def _split(value: Any) -> Any:
@@ -154,11 +158,20 @@ _EXAMPLES = {
 }
 
 
+def _field_of(name: str) -> str:
+    """The settings field a variable name (or TOML key) sets."""
+    for field_name, field in ServerSettings.model_fields.items():
+        alias = field.validation_alias
+        if name == field_name or (isinstance(alias, AliasChoices) and name in alias.choices):
+            return field_name
+    return name
+
+
 def _explain(error: ValidationError) -> str:
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
         setting = ".".join(str(part) for part in problem["loc"]) or "configuration"
-        example = _EXAMPLES.get(str(problem["loc"][0]) if problem["loc"] else "", "")
+        example = _EXAMPLES.get(_field_of(str(problem["loc"][0])) if problem["loc"] else "", "")
         hint = f" Example: {example}." if example else ""
         lines.append(f"{setting}: {problem['msg']}.{hint}")
     return "Invalid configuration: " + " ".join(lines)

@@ -71,10 +71,10 @@ def result(table: str, written: Written) -> WriteResult:
 
 async def ask_to_delete(
     ctx: Context[Any, Any], table: str, id: str, confirm: bool = False
-) -> AcceptedElicitation[DeleteConfirmation] | DeclinedElicitation | CancelledElicitation | Elicit[DeleteConfirmation]:
+) -> DeleteConfirmation | Elicit[DeleteConfirmation]:
     """Confirmation for delete_record: `confirm: true`, or the user's answer through elicitation."""
     if confirm:
-        return AcceptedElicitation(data=DeleteConfirmation(confirm=True))
+        return DeleteConfirmation(confirm=True)  # injected as an accepted answer
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
         raise ToolError(

@@ -1,0 +1,86 @@
+"""`dynamics-mcp serve` as an IDE launches it: a subprocess speaking MCP over stdio."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from sandbox import Sandbox
+
+from ..tools.support import structured
+
+MODES = ["2026-07-28", "legacy"]
+CLEAN = {
+    name: value for name, value in os.environ.items() if not name.startswith(("DATAVERSE_", "DYNAMICS_MCP_", "AZURE_"))
+}
+
+
+def stdio(env: dict[str, str], *arguments: str) -> StdioServerParameters:
+    return StdioServerParameters(command=sys.executable, args=["-m", "server", "serve", *arguments], env=env)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_zero_setup_serves_the_embedded_sandbox(mode: str) -> None:
+    async with Client(stdio(CLEAN), mode=mode) as client:
+        environments = structured(await client.call_tool("list_environments", {}))
+        found = structured(
+            await client.call_tool("query_records", {"table": "account", "filter": "accountnumber eq 'A-1001'"})
+        )
+    assert [environment["name"] for environment in environments["environments"]] == ["contoso", "fabrikam"]
+    assert found["rows"][0]["name"] == "Contoso Ltd"
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_an_environment_from_dataverse_url_and_access_token(sandbox: Sandbox, mode: str) -> None:
+    env = {
+        **CLEAN,
+        "DATAVERSE_URL": sandbox.environments["fabrikam"].url,
+        "DATAVERSE_ACCESS_TOKEN": sandbox.token("dave", "fabrikam"),
+    }
+    async with Client(stdio(env), mode=mode) as client:
+        environments = structured(await client.call_tool("list_environments", {}))
+        rows = structured(
+            await client.call_tool("query_records", {"table": "accounts", "select": ["name", "ownerid"]})
+        )["rows"]
+        created = structured(
+            await client.call_tool("create_record", {"table": "account", "values": {"name": "Via stdio"}})
+        )
+    assert environments["environments"][0]["url"] == sandbox.environments["fabrikam"].url
+    assert rows and {row["ownerid"]["name"] for row in rows} == {"Dave Diaz"}
+    assert created["created"] is True
+
+
+def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "server", *arguments], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+@pytest.mark.parametrize(
+    ("variables", "message"),
+    [
+        ({"DATAVERSE_URL": "http://contoso.crm.dynamics.com"}, "must use https://"),
+        ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com"}, "set DATAVERSE_ACCESS_TOKEN"),
+        ({"DYNAMICS_MCP_READ_ONLY": "perhaps"}, "DYNAMICS_MCP_READ_ONLY=true"),
+        ({"DATAVERSE_READ_TIMEOUT": "-5"}, "0: no limit"),
+    ],
+)
+def test_configuration_errors_name_the_setting_and_leak_no_secret(variables: dict[str, str], message: str) -> None:
+    secret = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret.value"
+    token = {} if "ACCESS_TOKEN" in message else {"DATAVERSE_ACCESS_TOKEN": secret}
+    result = run("environments", env={**CLEAN, **token, **variables})
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert secret not in result.stderr + result.stdout
+
+
+def test_environments_command_lists_what_the_configuration_reaches(sandbox: Sandbox) -> None:
+    env = {**CLEAN, "DATAVERSE_URL": sandbox.environments["contoso"].url, "DATAVERSE_ACCESS_TOKEN": sandbox.token()}
+    result = run("environments", env=env)
+    assert result.returncode == 0, result.stderr
+    url = sandbox.environments["contoso"].url
+    assert result.stdout.splitlines() == [f"{url.removeprefix('http://')}\t{url}\t"]
