@@ -15,7 +15,7 @@ import json
 import logging
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -321,10 +321,3 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
     logger.exception("sandbox request failed", exc_info=exc)
     return error_response(WebApiError(500, "0x80040216", "An unexpected error occurred."))
-
-
-@contextlib.asynccontextmanager
-async def running_sandbox(data_dir: Path, **options: Any) -> AsyncIterator[Sandbox]:
-    sandbox = Sandbox(data_dir, **options)
-    async with sandbox:
-        yield sandbox

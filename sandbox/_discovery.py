@@ -12,9 +12,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._directory import TENANT_ID, find_user
-from ._errors import UNAUTHORIZED, WebApiError
-from ._tokens import SigningKey, TokenRejected
-from ._webapi import error_response, json_response
+from ._errors import WebApiError
+from ._tokens import SigningKey
+from ._webapi import bearer_claims, error_response, json_response
 
 if TYPE_CHECKING:
     from ._app import Sandbox
@@ -44,17 +44,8 @@ class Discovery:
         path = request.url.path
         if not path.startswith(INSTANCES_PATH) or request.method != "GET":
             raise WebApiError(404, "0x80060888", f"Resource not found for the segment '{path}'.")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise WebApiError(
-                401, UNAUTHORIZED, "The request has no bearer token: send 'Authorization: Bearer <token>'."
-            )
         url = self.sandbox.discovery_url
-        try:
-            claims = self.signing_key.verify(token.strip(), [url, url + "/"])
-        except TokenRejected as rejected:
-            raise WebApiError(401, UNAUTHORIZED, str(rejected)) from None
-        request.state.claims = claims
+        claims = bearer_claims(request, self.signing_key, url)
         user = find_user(str(claims["oid"]))
         instances = []
         for name, environment in self.sandbox.environments.items():

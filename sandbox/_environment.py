@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +17,7 @@ from ._catalog import Catalog, Table
 from ._directory import BUSINESS_UNIT_ID, USD_CURRENCY_ID, EnvironmentSpec
 from ._errors import WebApiError, bad_request, duplicate_key, etag_mismatch, not_found, not_found_by_key
 from ._expression import Value, format_datetime, storage_value
+from ._odata import parse_key
 from ._records import etag, read_body
 from ._security import Caller
 from ._store import Store, StoredRow, StoredValue, is_polymorphic, target_column
@@ -32,7 +33,6 @@ class Environment:
     url: str
     store: Store
     dop_hint: int = 4
-    names_cache: dict[tuple[str, str], str | None] = field(default_factory=dict)
 
     @property
     def catalog(self) -> Catalog:
@@ -95,8 +95,6 @@ class Environment:
 
     def resolve_bind(self, reference: str) -> tuple[Table, str]:
         """The row a `@odata.bind` value names: `/contacts(<id>)`, `contacts(<id>)` or a full URL."""
-        from ._odata import parse_key  # deferred: the OData parser is only needed once a bind arrives
-
         path = reference
         if "://" in path:
             path = path.split("/api/data/", 1)[-1].split("/", 1)[-1]

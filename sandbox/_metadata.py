@@ -15,6 +15,7 @@ from typing import Any, Final
 from ._catalog import JsonObject
 from ._errors import NOT_FOUND, ODATA_ERROR, WebApiError, bad_request
 from ._expression import And, Comparison, Expression, Membership, Not, Or, TextMatch
+from ._odata import parse_expand, parse_filter, parse_select
 from ._tables import entity_definitions
 
 COLLECTIONS: Final = (
@@ -50,8 +51,6 @@ def _find(items: list[JsonObject], key: str | None, kind: str, owner: str | None
 
 
 def _filter(text: str) -> Expression:
-    from ._odata import parse_filter
-
     # Metadata filters compare with enum members (Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist');
     # they compare equal to the member's name.
     return parse_filter(_ENUM_LITERAL.sub(lambda match: "'" + match.group(1) + "'", text))
@@ -88,8 +87,6 @@ def _select(item: JsonObject, select: str | None, type_name: str, expanded: Mapp
     if select is None:
         chosen = {key: value for key, value in item.items() if key not in COLLECTIONS and key not in OPTION_SETS}
     else:
-        from ._odata import parse_select
-
         chosen = {"MetadataId": item.get("MetadataId")}
         if "@odata.type" in item:
             chosen["@odata.type"] = item["@odata.type"]
@@ -109,8 +106,6 @@ def _shape(item: JsonObject, query: Mapping[str, str], type_name: str) -> JsonOb
     """An item with `$select` and `$expand` applied (nested options of one level, as the service allows)."""
     expanded: dict[str, Any] = {}
     if "$expand" in query:
-        from ._odata import parse_expand
-
         for option in parse_expand(query["$expand"]):
             if option.name not in item:
                 raise WebApiError(

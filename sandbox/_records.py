@@ -253,13 +253,6 @@ def _stored_datetime(column: Column, value: Any) -> str:
     return moment.date().isoformat() if column.date_only else format_datetime(moment)
 
 
-@dataclass(frozen=True)
-class BodyValues:
-    """The columns a request body sets, in stored form, keyed by logical name."""
-
-    values: StoredRow
-
-
 def read_body(table: Table, body: object, *, creating: bool, resolve_bind: BindResolver) -> StoredRow:
     """The stored-form changes a create or update body asks for; rejects anything Dataverse rejects."""
     if not isinstance(body, dict):

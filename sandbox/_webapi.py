@@ -11,7 +11,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import parse_qsl, quote, unquote
@@ -22,10 +22,21 @@ from starlette.responses import Response
 from ._catalog import Column, JsonObject, Table
 from ._directory import BUSINESS_UNIT_ID, find_user
 from ._environment import Environment, RowKey
-from ._errors import UNAUTHORIZED, WebApiError, bad_request, unknown_property
-from ._expression import Property
+from ._errors import UNAUTHORIZED, WebApiError, bad_request, duplicate_key, unknown_property
+from ._expression import Comparison, Property, conjunction
+from ._metadata import answer_metadata
+from ._odata import (
+    ExpandOption,
+    parse_bool_option,
+    parse_expand,
+    parse_filter,
+    parse_key,
+    parse_orderby,
+    parse_select,
+    parse_top,
+)
 from ._query import RowQuery, count_rows, select_rows
-from ._records import Annotations, etag, render_row
+from ._records import Annotations, NameLookup, etag, render_row
 from ._security import Caller
 from ._store import StoredRow
 from ._tokens import SigningKey, TokenRejected
@@ -61,6 +72,19 @@ def json_response(status: int, body: JsonObject | None, headers: Mapping[str, st
 
 def error_response(error: WebApiError, headers: Mapping[str, str] | None = None) -> Response:
     return json_response(error.status, {"error": {"code": error.code, "message": error.message}}, headers)
+
+
+def bearer_claims(request: Request, signing_key: SigningKey, audience: str) -> dict[str, Any]:
+    """The verified claims of the request's bearer token for `audience`; a 401 WebApiError otherwise."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise WebApiError(401, UNAUTHORIZED, "The request has no bearer token: send 'Authorization: Bearer <token>'.")
+    try:
+        claims = signing_key.verify(token.strip(), [audience, audience + "/"])
+    except TokenRejected as rejected:
+        raise WebApiError(401, UNAUTHORIZED, str(rejected)) from None
+    request.state.claims = claims  # for the request log
+    return claims
 
 
 @dataclass(frozen=True)
@@ -122,18 +146,7 @@ class WebApi:
         return response
 
     def authenticate(self, request: Request) -> Caller:
-        header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise WebApiError(
-                401, UNAUTHORIZED, "The request has no bearer token: send 'Authorization: Bearer <token>'."
-            )
-        url = self.environment.url
-        try:
-            claims = self.signing_key.verify(token.strip(), [url, url + "/"])
-        except TokenRejected as rejected:
-            raise WebApiError(401, UNAUTHORIZED, str(rejected)) from None
-        request.state.claims = claims
+        claims = bearer_claims(request, self.signing_key, self.environment.url)
         user = find_user(str(claims["oid"]))
         role = user.role_in(self.environment.spec.name) if user else None
         if user is None or role is None:
@@ -168,8 +181,6 @@ class WebApi:
             "RelationshipDefinitions",
             "GlobalOptionSetDefinitions",
         ):
-            from ._metadata import answer_metadata
-
             if method != "GET":
                 raise WebApiError(405, "0x80060888", "Metadata is read-only in the sandbox.")
             query = self.query_options(request, allowed={"$select", "$filter", "$expand"})
@@ -188,8 +199,6 @@ class WebApi:
             if method == "POST":
                 return await self.create(request, table, caller, preferences)
             raise WebApiError(405, "0x80060888", f"The method {method} is not allowed on an entity set.")
-        from ._odata import parse_key
-
         key = parse_key(key_text)
         if len(segments) > 1:
             return await self.property_request(request, table, key, segments[1:], caller)
@@ -230,7 +239,7 @@ class WebApi:
                 options[name] = value
         return options
 
-    def names(self) -> Any:
+    def names(self) -> NameLookup:
         cache: dict[tuple[str, str], str | None] = {}
 
         def lookup(target: str, row_id: str) -> str | None:
@@ -241,8 +250,6 @@ class WebApi:
         return lookup
 
     def selected_columns(self, table: Table, select: str | None) -> list[Column] | None:
-        from ._odata import parse_select
-
         if select is None:
             return None
         columns = []
@@ -254,8 +261,6 @@ class WebApi:
         return columns
 
     def query(self, request: Request, table: Table, caller: Caller, preferences: Preferences) -> Response:
-        from ._odata import parse_bool_option, parse_expand, parse_filter, parse_orderby, parse_top
-
         options = self.query_options(request)
         environment = self.environment
         if "fetchXml" in options:
@@ -304,10 +309,10 @@ class WebApi:
         table: Table,
         row: StoredRow,
         columns: list[Column] | None,
-        expand: list[Any],
+        expand: list[ExpandOption],
         caller: Caller,
         annotations: Annotations,
-        names: Any,
+        names: NameLookup,
     ) -> JsonObject:
         rendered = render_row(table, row, columns, annotations, names)
         for option in expand:
@@ -315,11 +320,14 @@ class WebApi:
         return rendered
 
     def expand(
-        self, table: Table, row: StoredRow, option: Any, caller: Caller, annotations: Annotations, names: Any
-    ) -> Any:
-        from ._odata import ExpandOption
-
-        assert isinstance(option, ExpandOption)
+        self,
+        table: Table,
+        row: StoredRow,
+        option: ExpandOption,
+        caller: Caller,
+        annotations: Annotations,
+        names: NameLookup,
+    ) -> JsonObject | list[JsonObject] | None:
         environment = self.environment
         navigation = table.navigation.get(option.name)
         if navigation is not None:
@@ -336,8 +344,6 @@ class WebApi:
             raise unknown_property(table.logical_name, option.name)
         child_table, child_column = children
         parent = Property(child_column.property_name)
-        from ._expression import Comparison, conjunction
-
         query = RowQuery(
             child_table,
             filter=conjunction([Comparison("eq", parent, str(row[table.primary_id])), option.filter]),
@@ -353,8 +359,6 @@ class WebApi:
     def retrieve(
         self, request: Request, table: Table, key: RowKey, caller: Caller, preferences: Preferences
     ) -> Response:
-        from ._odata import parse_expand
-
         options = self.query_options(request, allowed={"$select", "$expand"})
         row = self.environment.require(table, key)
         caller.require_access(table, row, "Read")
@@ -440,31 +444,21 @@ class WebApi:
         existing = environment.find(table, key)
         if existing is None:
             if if_match is not None:
-                raise environment_not_found(environment, table, key)
+                environment.require(table, key)  # raises the not-found error for this key
             row = environment.create(table, body, caller, key)
             return self.written(table, row, 201, request, caller, preferences)
         if if_none_match is not None and if_none_match.strip() == "*":
-            from ._errors import duplicate_key
-
             raise duplicate_key()
         environment.check_etag(existing, if_match)
         row = environment.update(table, existing, body, caller)
         return self.written(table, row, 200, request, caller, preferences)
 
 
-def environment_not_found(environment: Environment, table: Table, key: RowKey) -> WebApiError:
-    try:
-        environment.require(table, key)
-    except WebApiError as error:
-        return error
-    raise AssertionError("the row exists")
-
-
 def _join(select: list[str] | None) -> str | None:
     return None if select is None else ",".join(select)
 
 
-def _collection_navigation(tables: Any, table: Table, name: str) -> tuple[Table, Column] | None:
+def _collection_navigation(tables: Iterable[Table], table: Table, name: str) -> tuple[Table, Column] | None:
     """The child table and lookup behind a collection-valued navigation property of `table`."""
     for relationship in table.metadata.get("OneToManyRelationships") or ():
         if relationship["ReferencedEntityNavigationPropertyName"] == name:
@@ -476,7 +470,7 @@ def _collection_navigation(tables: Any, table: Table, name: str) -> tuple[Table,
     return None
 
 
-def _context(api_url: str, table: Table, columns: list[Column] | None, expand: list[Any]) -> str:
+def _context(api_url: str, table: Table, columns: list[Column] | None, expand: list[ExpandOption]) -> str:
     parts = [column.property_name for column in columns or ()]
     parts += [f"{option.name}({_join(option.select) or ''})" for option in expand]
     selection = f"({','.join(parts)})" if parts else ""

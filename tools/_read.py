@@ -10,7 +10,7 @@ from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
-from dataverse import DataverseClient, Expand, InvalidQuery, ODataQuery, TableMetadata, fetch_entity
+from dataverse import DataverseClient, Expand, InvalidQuery, ODataQuery, Page, TableMetadata, fetch_entity
 
 from ._arguments import AlternateKey, Columns, EnvironmentName, RowIdOrNone, TableName
 from ._errors import reported_as_tool_errors, unknown_columns
@@ -282,10 +282,10 @@ async def _continue(
     positions: list[tuple[dict[str, Any], dict[str, Any]]] = []
     count = None
     while len(positions) < page_size:
-        page, service_rows = await _service_page(client, table, resume, page_size)
+        page = await _service_page(client, table, resume, page_size)
         count = page.count if count is None else count
         skip = int(resume.get("s", 0))
-        for index, row in enumerate(service_rows[skip:], start=skip):
+        for index, row in enumerate(page.rows[skip:], start=skip):
             positions.append((shape_row(row, keep_nulls=bool(resume.get("k"))), {**resume, "s": index}))
         following = _following(resume, page)
         await ctx.report_progress(len(positions), page_size)
@@ -302,17 +302,14 @@ async def _continue(
     return QueryResult(rows=rows, count=count, cursor=encode_cursor(resume) if resume else None, truncated=notice)
 
 
-async def _service_page(
-    client: DataverseClient, table: TableMetadata, resume: dict[str, Any], page_size: int
-) -> tuple[Any, list[dict[str, Any]]]:
+async def _service_page(client: DataverseClient, table: TableMetadata, resume: dict[str, Any], page_size: int) -> Page:
+    """The service page `resume` points at: a FetchXML page and cookie, or an OData URL."""
     if "x" in resume:
-        page = await client.fetch_page(table.entity_set_name, resume["x"], int(resume["p"]), resume.get("c"), page_size)
-    else:
-        page = await client.continue_query(str(resume["u"]), page_size=page_size)
-    return page, page.rows
+        return await client.fetch_page(table.entity_set_name, resume["x"], int(resume["p"]), resume.get("c"), page_size)
+    return await client.continue_query(str(resume["u"]), page_size=page_size)
 
 
-def _following(resume: dict[str, Any], page: Any) -> dict[str, Any] | None:
+def _following(resume: dict[str, Any], page: Page) -> dict[str, Any] | None:
     if "x" in resume:
         if not page.more_records:
             return None
