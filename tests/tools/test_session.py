@@ -149,7 +149,7 @@ async def test_without_elicitation_delete_needs_confirm(sandbox: Sandbox, http: 
     assert not await row_exists(sandbox, http, "leads", row_id)
 
 
-async def test_paging_with_the_cursor_returns_every_row_once(sandbox: Sandbox) -> None:
+async def test_paging_with_the_cursor_returns_every_row_once_and_reports_progress(sandbox: Sandbox) -> None:
     seen: list[str] = []
     progress: list[float] = []
     async with Client(server_for(sandbox)) as client:
@@ -163,6 +163,7 @@ async def test_paging_with_the_cursor_returns_every_row_once(sandbox: Sandbox) -
                 break
             arguments = {"cursor": page["cursor"]}
     assert len(seen) == len(set(seen)) == 120
+    assert progress and max(progress) == 25
 
 
 async def test_fetchxml_pages_with_the_same_cursor(sandbox: Sandbox) -> None:
@@ -255,3 +256,47 @@ async def test_list_environments_with_the_sandbox_default(sandbox: Sandbox) -> N
     assert result["environments"] == [
         {"name": "contoso", "url": sandbox.environments["contoso"].url, "friendly_name": "contoso"}
     ]
+
+
+async def test_the_session_against_the_zero_setup_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATAVERSE_URL", "DATAVERSE_ACCESS_TOKEN", "DYNAMICS_MCP_CONFIG", "DYNAMICS_MCP_READ_ONLY"):
+        monkeypatch.delenv(name, raising=False)
+    from server import build_server, load_settings
+
+    async with Client(build_server(load_settings()), elicitation_callback=answering("accept")) as client:
+        environments = structured(await client.call_tool("list_environments", {}))
+        account = structured(
+            await client.call_tool(
+                "query_records", {"table": "Account", "filter": "name eq 'Contoso Ltd'", "select": "name"}
+            )
+        )["rows"][0]
+        lead = structured(
+            await client.call_tool(
+                "create_record",
+                {
+                    "table": "lead",
+                    "values": {
+                        "subject": "Zero setup",
+                        "lastname": "Demo",
+                        "parentaccountid": {"table": "account", "id": account["accountid"]},
+                    },
+                },
+            )
+        )
+        structured(
+            await client.call_tool(
+                "update_record", {"table": "lead", "id": lead["id"], "values": {"subject": "Zero setup 2"}}
+            )
+        )
+        deleted = structured(await client.call_tool("delete_record", {"table": "lead", "id": lead["id"]}))
+        gone = await client.call_tool("get_record", {"table": "lead", "id": lead["id"]})
+    assert [environment["name"] for environment in environments["environments"]] == ["contoso", "fabrikam"]
+    assert deleted["deleted"] is True
+    assert gone.is_error
+
+
+async def test_the_tool_list_stays_small(sandbox: Sandbox) -> None:
+    """Every conversation pays for tools/list before any work: names, descriptions, both schemas."""
+    async with Client(server_for(sandbox)) as client:
+        listed = await client.list_tools()
+    assert len(listed.model_dump_json(by_alias=True, exclude_none=True)) <= 8 * 1024
