@@ -28,10 +28,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._certificates import TlsFiles
 from ._directory import ENVIRONMENTS, TENANT_ID, find_environment, find_user
 from ._discovery import Discovery
 from ._environment import Environment
 from ._faults import FaultInjector, FaultMiddleware, fault_from_json
+from ._identity import IdentityProvider, IdentitySecrets
 from ._seed import add_accounts, seed
 from ._store import Store
 from ._tables import build_catalog
@@ -143,9 +145,9 @@ class Sandbox:
         self.request_log = RequestLog()
         self.environments: dict[str, Environment] = {}
         self.discovery_url = ""
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
         self._signing_key: SigningKey | None = None
+        self._identity: IdentityProvider | None = None
 
     # -- data ----------------------------------------------------------------------------------------------
 
@@ -156,8 +158,21 @@ class Sandbox:
         return self._signing_key
 
     @property
+    def identity(self) -> IdentityProvider:
+        """The token authority, with the registrations' generated secrets (created on first use)."""
+        if self._identity is None:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._identity = IdentityProvider(self.signing_key, IdentitySecrets.load_or_create(self.data_dir), [])
+        return self._identity
+
+    @property
     def authority(self) -> str:
-        return f"{self.discovery_url}/{TENANT_ID}"
+        """The token authority MSAL is pointed at: `https://127.0.0.1:<port>/<tenant>`."""
+        return self.identity.authority
+
+    @property
+    def managed_identity_endpoint(self) -> str:
+        return f"{self.discovery_url}/msi/token"
 
     def _open_stores(self) -> dict[str, Store]:
         catalog = build_catalog()
@@ -172,9 +187,9 @@ class Sandbox:
         return stores
 
     def prepare(self) -> None:
-        """Create the data directory's key and seeded databases without serving them."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        _ = self.signing_key
+        """Create the data directory's keys, certificates and seeded databases without serving them."""
+        TlsFiles.ensure(self.data_dir)
+        _ = self.identity  # the signing key and the registrations' secrets
         for store in self._open_stores().values():
             store.close()
 
@@ -184,9 +199,11 @@ class Sandbox:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         stores = self._open_stores()
         sockets = [
-            _bind(self.host, self.port if self.port == 0 else self.port + index) for index in range(len(stores) + 1)
+            _bind(self.host, self.port if self.port == 0 else self.port + index) for index in range(len(stores) + 2)
         ]
         host = f"[{self.host}]" if ":" in self.host else self.host
+        identity_socket = sockets.pop()
+        self.identity.base_url = f"https://{host}:{identity_socket.getsockname()[1]}"
         urls = [f"http://{host}:{sock.getsockname()[1]}" for sock in sockets]
         self.discovery_url = urls[0]
         sites = {sockets[0].getsockname()[1]: "discovery"}
@@ -199,18 +216,35 @@ class Sandbox:
             port = sock.getsockname()[1]
             sites[port] = name
             web_apis[port] = WebApi(environment, self.signing_key, self.authority)
+        self.identity.audiences = [*urls[1:], self.discovery_url]
         discovery = Discovery(self, self.signing_key)
         application = self._application(sites, web_apis, discovery)
-        config = uvicorn.Config(application, log_level="warning", lifespan="off", access_log=False)
-        server_class = uvicorn.Server if self.handle_signals else _EmbeddedServer
-        self._server = server_class(config)
-        self._task = asyncio.create_task(self._server.serve(sockets=sockets))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
+        tls = TlsFiles.ensure(self.data_dir)
+        identity_application = Starlette(routes=[Route("/{path:path}", self.identity.handle, methods=["GET", "POST"])])
+        await self._serve(uvicorn.Config(application, log_level="warning", lifespan="off", access_log=False), sockets)
+        await self._serve(
+            uvicorn.Config(
+                identity_application,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+                ssl_certfile=str(tls.certificate),
+                ssl_keyfile=str(tls.key),
+            ),
+            [identity_socket],
+        )
+        self._write_endpoints()
+
+    async def _serve(self, config: uvicorn.Config, sockets: list[socket.socket]) -> None:
+        """Start one uvicorn server on `sockets` and wait until it listens."""
+        server = (uvicorn.Server if self.handle_signals and not self._servers else _EmbeddedServer)(config)
+        task = asyncio.create_task(server.serve(sockets=sockets))
+        self._servers.append((server, task))
+        while not server.started:
+            if task.done():
+                task.result()
                 raise RuntimeError("the sandbox stopped while starting")
             await asyncio.sleep(0.01)
-        self._write_endpoints()
 
     def _application(self, sites: dict[int, str], web_apis: dict[int, WebApi], discovery: Discovery) -> Starlette:
         async def web_api(request: Request) -> Response:
@@ -242,6 +276,7 @@ class Sandbox:
         routes = [
             Route("/_sandbox/faults", faults, methods=["GET", "POST", "DELETE"]),
             Route("/_sandbox/requests", requests, methods=["GET", "DELETE"]),
+            Route("/msi/token", self.identity.managed_identity, methods=["GET"]),
         ]
         middleware = [
             Middleware(RequestLogMiddleware, log=self.request_log, sites=sites),
@@ -264,16 +299,19 @@ class Sandbox:
             "discovery": self.discovery_url,
             "authority": self.authority,
             "tenant": str(TENANT_ID),
+            "ca": str(TlsFiles.ensure(self.data_dir).ca),
+            "managed_identity_endpoint": self.managed_identity_endpoint,
         }
         (self.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
 
     async def stop(self) -> None:
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            await self._task
+        for server, _ in self._servers:
+            server.should_exit = True
+        for _, task in self._servers:
+            await task
+        self._servers.clear()
         for environment in self.environments.values():
             environment.store.close()
-        self._server = self._task = None
 
     async def __aenter__(self) -> Sandbox:
         await self.start()
@@ -283,8 +321,7 @@ class Sandbox:
         await self.stop()
 
     async def serve_forever(self) -> None:
-        assert self._task is not None
-        await self._task
+        await asyncio.gather(*(task for _, task in self._servers))
 
     # -- tokens --------------------------------------------------------------------------------------------
 

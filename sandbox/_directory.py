@@ -26,6 +26,7 @@ class User:
     object_id: uuid.UUID
     system_user_id: uuid.UUID
     roles: dict[str, Role] = field(default_factory=dict)
+    application_id: uuid.UUID | None = None  # set for an application user: the app it stands for
 
     @property
     def upn(self) -> str:
@@ -87,10 +88,55 @@ USERS: Final = (
 )
 
 
+@dataclass(frozen=True)
+class Application:
+    """An app registration. A confidential one signs in with a secret or a certificate; `api` ones accept
+    user tokens for on-behalf-of. Its service principal is an application user where it has a role."""
+
+    name: str
+    client_id: uuid.UUID
+    confidential: bool
+    roles: dict[str, Role] = field(default_factory=dict)
+    number: int = 0
+
+    @property
+    def application_user(self) -> User:
+        return User(
+            name=self.name,
+            full_name=f"# {self.name}",
+            object_id=uuid.UUID(f"d0000000-0000-4000-8000-{self.number:012d}"),
+            system_user_id=uuid.UUID(f"e0000000-0000-4000-8000-{self.number:012d}"),
+            roles=self.roles,
+            application_id=self.client_id,
+        )
+
+
+APPLICATIONS: Final = (
+    Application(
+        "integration-app",
+        uuid.UUID("c0000000-0000-4000-8000-000000000001"),
+        confidential=True,
+        roles={"contoso": "System Administrator", "fabrikam": "System Administrator"},
+        number=1,
+    ),
+    Application(
+        "reporting-app", uuid.UUID("c0000000-0000-4000-8000-000000000002"), True, {"contoso": "Sales Reader"}, 2
+    ),
+    Application("mcp-server", uuid.UUID("c0000000-0000-4000-8000-000000000003"), confidential=True, number=3),
+    Application("mcp-client", uuid.UUID("c0000000-0000-4000-8000-000000000004"), confidential=False, number=4),
+)
+PRINCIPALS: Final = USERS + tuple(app.application_user for app in APPLICATIONS if app.roles)
+
+
+def find_application(client_id: str) -> Application | None:
+    wanted = client_id.strip().lower()
+    return next((app for app in APPLICATIONS if str(app.client_id) == wanted or app.name == wanted), None)
+
+
 def find_user(name_or_id: str) -> User | None:
-    """A user by short name, UPN, Entra object id or system user id."""
+    """A user or application user by short name, UPN, Entra object id or system user id."""
     wanted = name_or_id.lower()
-    for user in USERS:
+    for user in PRINCIPALS:
         if wanted in (user.name, user.upn, str(user.object_id), str(user.system_user_id)):
             return user
     return None

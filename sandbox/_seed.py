@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from ._catalog import Catalog, Table
-from ._directory import BUSINESS_UNIT_ID, USD_CURRENCY_ID, USERS, EnvironmentSpec, User
+from ._directory import BUSINESS_UNIT_ID, PRINCIPALS, USD_CURRENCY_ID, EnvironmentSpec, User
 from ._expression import format_datetime
 from ._store import Store, StoredRow, is_polymorphic, target_column
 
@@ -105,8 +105,12 @@ class _Seeder:
         self.catalog: Catalog = store.catalog
         self.environment = environment
         self.random = random.Random(f"dynamics-mcp/{environment.name}/{stream}")
-        self.members = [user for user in USERS if user.role_in(environment.name)]
-        self.owners = [user for user in self.members if user.role_in(environment.name) != "Sales Reader"]
+        self.members = [user for user in PRINCIPALS if user.role_in(environment.name)]
+        self.owners = [
+            user
+            for user in self.members
+            if user.role_in(environment.name) != "Sales Reader" and user.application_id is None
+        ]
         self.version = 1000
 
     def new_id(self) -> str:
