@@ -171,6 +171,11 @@ class Sandbox:
         return self.identity.authority
 
     @property
+    def ca_file(self) -> Path:
+        """The CA certificate clients trust to reach the identity provider over TLS."""
+        return TlsFiles.ensure(self.data_dir).ca
+
+    @property
     def managed_identity_endpoint(self) -> str:
         return f"{self.discovery_url}/msi/token"
 
@@ -221,7 +226,10 @@ class Sandbox:
         application = self._application(sites, web_apis, discovery)
         tls = TlsFiles.ensure(self.data_dir)
         identity_application = Starlette(routes=[Route("/{path:path}", self.identity.handle, methods=["GET", "POST"])])
-        await self._serve(uvicorn.Config(application, log_level="warning", lifespan="off", access_log=False), sockets)
+        await self._serve(
+            uvicorn.Config(application, log_level="warning", lifespan="off", access_log=False),
+            sockets,
+        )
         await self._serve(
             uvicorn.Config(
                 identity_application,

@@ -159,6 +159,8 @@ class IdentityProvider:
                 return JSONResponse(await self.token(dict(await request.form())))
             if path == f"{tenant}/oauth2/v2.0/devicecode" and request.method == "POST":
                 return JSONResponse(self.device_code(dict(await request.form())))
+            if path.startswith("/common/userrealm/"):
+                return JSONResponse({"ver": "1.0", "account_type": "Managed", "domain_name": "contoso.example"})
             if path == "/_sandbox/device/approve" and request.method == "POST":
                 body = await request.json()
                 self.approve_device(str(body.get("user_code", "")), str(body.get("user", "")))

@@ -1,124 +1,310 @@
-"""The metadata endpoints: EntityDefinitions with the real account and opportunity metadata."""
+"""The metadata endpoints: EntityDefinitions and its attributes, keys and relationships, as the Web API answers."""
 
 from __future__ import annotations
 
-from urllib.parse import quote
+import json
+from typing import Any
 
-import httpx2
 import pytest
 
-from sandbox import Sandbox
+from sandbox._errors import WebApiError
+from sandbox._metadata import answer_metadata
+from sandbox._tables import entity_definitions
 
-from .support import api, auth, error_of
+BASE = "https://contoso.crm.dynamics.com"
+METADATA = f"{BASE}/api/data/v9.2/$metadata#"
+ACCOUNT = "EntityDefinitions(LogicalName='account')"
+CAST = f"{ACCOUNT}/Attributes/Microsoft.Dynamics.CRM."
 
 
-async def get(sandbox: Sandbox, http: httpx2.AsyncClient, path: str) -> httpx2.Response:
-    return await http.get(api(sandbox) + "/" + path, headers=auth(sandbox, "alice"))
+def ask(path: str, **query: str) -> dict[str, Any]:
+    return answer_metadata(path, {f"${name}": value for name, value in query.items()}, BASE)
+
+
+def refused(path: str, **query: str) -> WebApiError:
+    with pytest.raises(WebApiError) as raised:
+        ask(path, **query)
+    return raised.value
+
+
+def labels(option_set: dict[str, Any]) -> set[str]:
+    options = [*(option_set.get("Options") or ()), option_set.get("TrueOption"), option_set.get("FalseOption")]
+    return {option["Label"]["UserLocalizedLabel"]["Label"] for option in options if option}
 
 
 @pytest.mark.parametrize(("table", "count"), [("account", 248), ("opportunity", 190)])
-async def test_real_tables_serve_their_real_attributes(
-    sandbox: Sandbox, http: httpx2.AsyncClient, table: str, count: int
-) -> None:
-    response = await get(sandbox, http, f"EntityDefinitions(LogicalName='{table}')?$expand=Attributes")
-    body = response.json()
-    assert response.status_code == 200
+def test_real_tables_serve_every_attribute_of_their_real_metadata(table: str, count: int) -> None:
+    body = ask(f"EntityDefinitions(LogicalName='{table}')", expand="Attributes")
+    assert body["@odata.context"] == f"{METADATA}EntityDefinitions/$entity"
     assert len(body["Attributes"]) == count
-    assert body["@odata.context"].endswith("$metadata#EntityDefinitions/$entity")
-    assert all("OptionSet" not in attribute for attribute in body["Attributes"])
-    assert all(
-        not attribute["@odata.type"].startswith("#Microsoft.Dynamics.CRM.Complex")
-        for attribute in body["Attributes"]
-        if "@odata.type" in attribute
-    )
+    assert not any(name in body for name in ("Keys", "ManyToOneRelationships", "OneToManyRelationships"))
+    assert all("OptionSet" not in attribute and "GlobalOptionSet" not in attribute for attribute in body["Attributes"])
 
 
-async def test_the_table_list_filters_and_selects(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
-    custom = await get(
-        sandbox, http, "EntityDefinitions?$select=LogicalName,EntitySetName&$filter=" + quote("IsCustomEntity eq true")
-    )
-    assert custom.json()["value"] == [
-        {
-            "MetadataId": custom.json()["value"][0]["MetadataId"],
-            "LogicalName": "cr8a1_project",
-            "EntitySetName": "cr8a1_projects",
-        }
-    ]
-    everything = (await get(sandbox, http, "EntityDefinitions?$select=LogicalName")).json()["value"]
-    assert {"account", "contact", "lead", "opportunity", "incident", "product", "salesorder", "invoice"} <= {
-        e["LogicalName"] for e in everything
+def test_a_table_without_expand_has_its_properties_but_no_collections() -> None:
+    body = ask(ACCOUNT)
+    assert body["LogicalName"] == "account"
+    assert body["MetadataId"] == "70816501-edb9-4740-a16c-6a5efbc05d84"
+    assert not {"Attributes", "Keys", "ManyToOneRelationships", "ManyToManyRelationships"} & body.keys()
+    listed = ask("EntityDefinitions")["value"]
+    assert len(listed) == len(entity_definitions())
+    assert all("Attributes" not in entity for entity in listed)
+
+
+def test_select_keeps_only_the_chosen_properties_and_the_metadata_id() -> None:
+    body = ask(ACCOUNT, select="LogicalName,EntitySetName")
+    assert body == {
+        "@odata.context": f"{METADATA}EntityDefinitions(LogicalName,EntitySetName)/$entity",
+        "MetadataId": "70816501-edb9-4740-a16c-6a5efbc05d84",
+        "LogicalName": "account",
+        "EntitySetName": "accounts",
     }
-    assert all("Attributes" not in entity for entity in everything)
 
 
-async def test_typed_casts_carry_option_sets(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
-    path = (
-        "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
-        "?$select=LogicalName&$expand=OptionSet"
+def test_a_table_is_found_by_metadata_id_as_by_name() -> None:
+    assert ask("EntityDefinitions(70816501-edb9-4740-a16c-6a5efbc05d84)", select="LogicalName")["LogicalName"] == (
+        "account"
     )
-    body = (await get(sandbox, http, path)).json()
-    industry = next(attribute for attribute in body["value"] if attribute["LogicalName"] == "industrycode")
-    labels = {option["Label"]["UserLocalizedLabel"]["Label"] for option in industry["OptionSet"]["Options"]}
-    assert "Accounting" in labels
-    boolean = (
-        await get(
-            sandbox,
-            http,
-            "EntityDefinitions(LogicalName='account')/Attributes/Microsoft.Dynamics.CRM.BooleanAttributeMetadata?$expand=OptionSet",
-        )
-    ).json()
-    assert all("TrueOption" in attribute["OptionSet"] for attribute in boolean["value"])
-
-
-async def test_attribute_filters_use_enum_literals(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
-    filter_text = "AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Lookup'"
-    body = (
-        await get(
-            sandbox,
-            http,
-            "EntityDefinitions(LogicalName='contact')/Attributes?$select=LogicalName,AttributeType&$filter="
-            + quote(filter_text),
-        )
-    ).json()
-    assert body["value"] and {attribute["AttributeType"] for attribute in body["value"]} == {"Lookup"}
-
-
-async def test_keys_and_relationships(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
-    body = (
-        await get(
-            sandbox,
-            http,
-            "EntityDefinitions(LogicalName='account')?$select=LogicalName&$expand=Keys,ManyToOneRelationships",
-        )
-    ).json()
-    assert body["Keys"][0]["KeyAttributes"] == ["accountnumber"]
-    contact = next(r for r in body["ManyToOneRelationships"] if r["ReferencingAttribute"] == "primarycontactid")
-    assert contact["ReferencedEntity"] == "contact"
-    assert contact["ReferencingEntityNavigationPropertyName"] == "primarycontactid"
-    contacts = (await get(sandbox, http, "EntityDefinitions(LogicalName='contact')/ManyToOneRelationships")).json()[
-        "value"
-    ]
-    assert "parentcustomerid_account" in {r["ReferencingEntityNavigationPropertyName"] for r in contacts}
-
-
-async def test_one_attribute_by_name(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
-    body = (await get(sandbox, http, "EntityDefinitions(LogicalName='account')/Attributes(LogicalName='name')")).json()
-    assert body["MaxLength"] == 160
-    assert body["RequiredLevel"]["Value"] == "ApplicationRequired"
 
 
 @pytest.mark.parametrize(
-    ("path", "status", "message_part"),
+    ("filter_text", "tables"),
     [
-        ("EntityDefinitions(LogicalName='nosuch')", 404, "nosuch"),
-        ("EntityDefinitions(LogicalName='account')/Attributes(LogicalName='nosuch')", 404, "nosuch"),
-        ("EntityDefinitions?$select=NoSuchProperty", 400, "NoSuchProperty"),
-        ("EntityDefinitions?$filter=" + quote("contains(LogicalName,'a')"), 400, "not supported"),
+        ("IsCustomEntity eq true", {"cr8a1_project"}),
+        ("LogicalName eq 'account'", {"account"}),
+        (
+            "OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'OrganizationOwned'",
+            {"product", "transactioncurrency"},
+        ),
+        ("LogicalName eq 'account' or LogicalName eq 'contact'", {"account", "contact"}),
+        (
+            "not (OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned') and LogicalName ne 'product'",
+            {"systemuser", "businessunit", "transactioncurrency"},
+        ),
+        ("(ObjectTypeCode lt 3 or ObjectTypeCode gt 10000) and IsCustomEntity eq false", {"account", "contact"}),
+        ("MetadataId eq 70816501-EDB9-4740-a16c-6a5efbc05d84", {"account"}),
     ],
 )
-async def test_metadata_errors(
-    sandbox: Sandbox, http: httpx2.AsyncClient, path: str, status: int, message_part: str
-) -> None:
-    actual_status, _, message = error_of(await get(sandbox, http, path))
-    assert actual_status == status
-    assert message_part in message
+def test_the_table_list_filters_like_the_service(filter_text: str, tables: set[str]) -> None:
+    body = ask("EntityDefinitions", select="LogicalName", filter=filter_text)
+    assert body["@odata.context"] == f"{METADATA}EntityDefinitions(LogicalName)"
+    assert {entity["LogicalName"] for entity in body["value"]} == tables
+    assert all(entity.keys() == {"MetadataId", "LogicalName"} for entity in body["value"])
+
+
+@pytest.mark.parametrize(
+    ("filter_text", "message_part"),
+    [
+        ("contains(LogicalName,'acc')", "function 'contains' is not supported"),
+        ("startswith(LogicalName,'acc')", "function 'startswith' is not supported"),
+        ("OwnershipType eq 'UserOwned'", "Microsoft.Dynamics.CRM.OwnershipTypes'<member>'"),
+        ("OwnershipType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Lookup'", "OwnershipTypes"),
+        ("LogicalName eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned'", "Can't compare 'LogicalName'"),
+        ("IsCustomEntity eq 'yes'", "the types differ"),
+        ("ObjectTypeCode ge 1", "'ge' is not supported"),
+        ("DisplayName/UserLocalizedLabel/Label eq 'Account'", "one level down"),
+        ("DisplayName/LocalizedLabels eq 'Account'", "labels can't be compared"),
+        ("NoSuchProperty eq 1", "Could not find a property named 'NoSuchProperty'"),
+        ("LogicalName eq", "Syntax error at position 14"),
+        ("(LogicalName eq 'account'", "expected ')'"),
+        ("LogicalName eq 'account' account", "expected 'and', 'or' or the end"),
+        ("LogicalName eq 'account' & 1", "Syntax error at position 25"),
+    ],
+)
+def test_unsupported_or_malformed_filters_are_a_400(filter_text: str, message_part: str) -> None:
+    error = refused("EntityDefinitions", select="LogicalName", filter=filter_text)
+    assert (error.status, error.code) == (400, "0x80060888")
+    assert message_part in error.message
+
+
+def test_expanded_attributes_take_their_own_select_and_filter() -> None:
+    picklists = "AttributeType eq Microsoft.Dynamics.CRM.AttributeTypeCode'Picklist'"
+    body = ask(
+        ACCOUNT, select="LogicalName", expand=f"Attributes($select=LogicalName,AttributeType;$filter={picklists}),Keys"
+    )
+    assert body["@odata.context"] == (
+        f"{METADATA}EntityDefinitions(LogicalName,Attributes(LogicalName,AttributeType),Keys)/$entity"
+    )
+    assert len(body["Attributes"]) == 20
+    assert {attribute["AttributeType"] for attribute in body["Attributes"]} == {"Picklist"}
+    assert body["Attributes"][0].keys() == {"@odata.type", "MetadataId", "LogicalName", "AttributeType"}
+    assert [key["KeyAttributes"] for key in body["Keys"]] == [["accountnumber"]]
+
+
+def test_attributes_filter_on_the_value_of_a_managed_property() -> None:
+    required = "RequiredLevel/Value eq Microsoft.Dynamics.CRM.AttributeRequiredLevel'ApplicationRequired'"
+    body = ask(f"{ACCOUNT}/Attributes", select="LogicalName", filter=required)
+    assert body["@odata.context"] == f"{METADATA}EntityDefinitions('account')/Attributes(LogicalName)"
+    assert [attribute["LogicalName"] for attribute in body["value"]] == ["name"]
+
+
+def test_lookup_attributes_carry_their_targets() -> None:
+    body = ask(f"{ACCOUNT}/Attributes(LogicalName='primarycontactid')")
+    assert body["@odata.type"] == "#Microsoft.Dynamics.CRM.LookupAttributeMetadata"
+    assert body["Targets"] == ["contact"]
+
+
+def test_account_and_contact_relate_through_their_lookups() -> None:
+    body = ask(
+        ACCOUNT, select="LogicalName", expand="ManyToOneRelationships($select=ReferencingAttribute,ReferencedEntity)"
+    )
+    assert {"ReferencingAttribute": "primarycontactid", "ReferencedEntity": "contact"} in [
+        {name: value for name, value in relationship.items() if name != "MetadataId"}
+        for relationship in body["ManyToOneRelationships"]
+    ]
+    contact = ask("EntityDefinitions(LogicalName='contact')/ManyToOneRelationships")["value"]
+    assert "parentcustomerid_account" in {r["ReferencingEntityNavigationPropertyName"] for r in contact}
+    incoming = ask(f"{ACCOUNT}/OneToManyRelationships", filter="ReferencingEntity eq 'contact'")["value"]
+    assert {r["SchemaName"] for r in incoming} == {"contact_customer_accounts"}
+    assert ask(f"{ACCOUNT}/ManyToManyRelationships")["value"] == []
+
+
+@pytest.mark.parametrize(
+    ("cast", "attribute", "label"),
+    [
+        ("PicklistAttributeMetadata", "industrycode", "Accounting"),
+        ("BooleanAttributeMetadata", "creditonhold", "Yes"),
+        ("StateAttributeMetadata", "statecode", "Active"),
+        ("StatusAttributeMetadata", "statuscode", "Inactive"),
+    ],
+)
+def test_typed_casts_expand_the_option_set(cast: str, attribute: str, label: str) -> None:
+    body = ask(CAST + cast, select="LogicalName", expand="OptionSet")
+    assert body["@odata.context"] == (
+        f"{METADATA}EntityDefinitions('account')/Attributes/Microsoft.Dynamics.CRM.{cast}(LogicalName,OptionSet)"
+    )
+    assert body["value"] and all(item["OptionSet"] for item in body["value"])
+    assert all("@odata.type" not in item for item in body["value"])  # the cast already names their type
+    found = next(item for item in body["value"] if item["LogicalName"] == attribute)
+    assert label in labels(found["OptionSet"])
+
+
+def test_a_cast_keeps_only_attributes_of_that_type_with_their_own_properties() -> None:
+    strings = ask(CAST + "StringAttributeMetadata", select="LogicalName,MaxLength")["value"]
+    assert len(strings) == 95
+    name = next(attribute for attribute in strings if attribute["LogicalName"] == "name")
+    assert name == {"MetadataId": name["MetadataId"], "LogicalName": "name", "MaxLength": 160}
+
+
+def test_one_attribute_by_name_then_cast_then_its_option_set() -> None:
+    single = ask(f"{ACCOUNT}/Attributes(LogicalName='name')", select="LogicalName,RequiredLevel")
+    assert (
+        single["@odata.context"]
+        == f"{METADATA}EntityDefinitions('account')/Attributes(LogicalName,RequiredLevel)/$entity"
+    )
+    assert single["RequiredLevel"]["Value"] == "ApplicationRequired"
+    typed = ask(
+        f"{ACCOUNT}/Attributes(LogicalName='industrycode')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+        select="LogicalName",
+        expand="OptionSet($select=Options),GlobalOptionSet($select=Options)",
+    )
+    assert typed["@odata.context"] == (
+        f"{METADATA}EntityDefinitions('account')/Attributes/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
+        "(LogicalName,OptionSet(Options),GlobalOptionSet(Options))/$entity"
+    )
+    assert typed["OptionSet"] == typed["GlobalOptionSet"]
+    assert typed["OptionSet"].keys() == {"MetadataId", "Options"}
+    options = ask(
+        f"{ACCOUNT}/Attributes(LogicalName='industrycode')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata/OptionSet",
+        select="Name",
+    )
+    assert options["@odata.context"].endswith(
+        "EntityDefinitions('account')/Attributes('industrycode')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata"
+        "/OptionSet(Name)/$entity"
+    )
+    assert options["Name"] == "account_industrycode"
+
+
+def test_one_property_of_an_attribute() -> None:
+    body = ask(f"{ACCOUNT}/Attributes(LogicalName='name')/SchemaName")
+    assert body == {
+        "@odata.context": f"{METADATA}EntityDefinitions('account')/Attributes('name')/SchemaName",
+        "value": "Name",
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "message_part"),
+    [
+        (
+            f"{ACCOUNT}/Attributes",
+            {"select": "MaxLength"},
+            "'MaxLength' on type 'Microsoft.Dynamics.CRM.AttributeMetadata'",
+        ),
+        (
+            f"{ACCOUNT}/Attributes",
+            {"expand": "OptionSet"},
+            "'OptionSet' on type 'Microsoft.Dynamics.CRM.AttributeMetadata'",
+        ),
+        (
+            "EntityDefinitions",
+            {"select": "NoSuchProperty"},
+            "'NoSuchProperty' on type 'Microsoft.Dynamics.CRM.EntityMetadata'",
+        ),
+        ("EntityDefinitions", {"expand": "Attributes($top=1)"}, "only $select and $filter"),
+        (ACCOUNT, {"filter": "LogicalName eq 'account'"}, "$filter applies to collections"),
+        (CAST + "Foo", {}, "neither a base type nor a sub-type"),
+        ("EntityDefinitions(SchemaName='Account')", {}, "use a MetadataId or LogicalName='...'"),
+        ("GlobalOptionSetDefinitions", {"filter": "Name eq 'budgetstatus'"}, "doesn't support $filter"),
+    ],
+)
+def test_invalid_requests_are_a_400(path: str, query: dict[str, str], message_part: str) -> None:
+    error = refused(path, **query)
+    assert (error.status, error.code) == (400, "0x80060888")
+    assert message_part in error.message
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "message"),
+    [
+        (
+            "EntityDefinitions(LogicalName='nosuch')",
+            "0x80040217",
+            "Could not find an entity with name nosuch and id 00000000-0000-0000-0000-000000000000.",
+        ),
+        (
+            f"{ACCOUNT}/Attributes(LogicalName='nosuch')",
+            "0x80040217",
+            "Could not find attribute with name 'nosuch' on entity 'account'.",
+        ),
+        (
+            f"{ACCOUNT}/Keys(LogicalName='nosuch')",
+            "0x80040217",
+            "Could not find key with LogicalName 'nosuch' on entity 'account'.",
+        ),
+        (
+            "EntityDefinitions(LogicalName='account')/Columns",
+            "0x80060888",
+            "Resource not found for the segment 'Columns'.",
+        ),
+        ("Tables", "0x80060888", "Resource not found for the segment 'Tables'."),
+        (
+            f"{ACCOUNT}/Attributes(LogicalName='name')/Microsoft.Dynamics.CRM.PicklistAttributeMetadata",
+            "0x80060888",
+            "Resource not found for the segment 'Microsoft.Dynamics.CRM.PicklistAttributeMetadata'.",
+        ),
+    ],
+)
+def test_what_does_not_exist_is_a_404(path: str, code: str, message: str) -> None:
+    error = refused(path)
+    assert (error.status, error.code, error.message) == (404, code, message)
+
+
+def test_global_option_sets_and_relationships_are_found_by_name() -> None:
+    budget = ask("GlobalOptionSetDefinitions(Name='budgetstatus')", select="Name,IsGlobal")
+    assert budget["@odata.context"] == f"{METADATA}GlobalOptionSetDefinitions(Name,IsGlobal)/$entity"
+    assert (budget["@odata.type"], budget["IsGlobal"]) == ("#Microsoft.Dynamics.CRM.OptionSetMetadata", True)
+    relationship = ask("RelationshipDefinitions(SchemaName='contact_customer_accounts')", select="SchemaName")
+    assert relationship["@odata.type"] == "#Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
+    cast = "RelationshipDefinitions/Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
+    into_contact = ask(
+        cast, select="SchemaName", filter="ReferencedEntity eq 'contact' and ReferencingEntity eq 'account'"
+    )
+    assert [r["SchemaName"] for r in into_contact["value"]] == ["account_primary_contact"]
+
+
+def test_answers_leave_the_shared_metadata_untouched() -> None:
+    before = json.dumps(entity_definitions(), sort_keys=True)
+    ask(ACCOUNT, expand="Attributes,Keys,ManyToOneRelationships")["Attributes"].clear()
+    ask(CAST + "PicklistAttributeMetadata", expand="OptionSet")["value"][0]["OptionSet"].clear()
+    assert json.dumps(entity_definitions(), sort_keys=True) == before
