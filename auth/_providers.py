@@ -113,7 +113,17 @@ class Credential(ABC):
             return flight.result
         flight = self._flights[scope] = _Flight()
         try:
-            result = await anyio.to_thread.run_sync(self._acquire, scope, force_refresh)
+            try:
+                result = await anyio.to_thread.run_sync(self._acquire, scope, force_refresh)
+            except AuthError:
+                raise
+            except ValueError as error:  # MSAL's word for an authority it cannot use
+                raise AuthError(
+                    f"The authority cannot be used ({str(error).splitlines()[0][:200]}): check AZURE_TENANT_ID "
+                    "(the tenant does not exist?) and AZURE_AUTHORITY_HOST."
+                ) from None
+            except httpx2.HTTPError as error:
+                raise AuthError(f"The identity provider is unreachable ({type(error).__name__}).") from None
             token = _access_token(result, self.describe(scope))
             self._tokens[scope] = flight.result = token
             return token

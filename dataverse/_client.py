@@ -112,6 +112,11 @@ class DataverseClient:
         body = await self._get_json("WhoAmI")
         return WhoAmI(str(body["UserId"]), str(body["BusinessUnitId"]), str(body["OrganizationId"]))
 
+    async def version(self) -> str:
+        """The environment's Dataverse version (the RetrieveVersion function)."""
+        body = await self._get_json("RetrieveVersion()")
+        return str(body.get("Version", ""))
+
     async def list_tables(self) -> list[TableSummary]:
         """Every table of the environment (names, display names, primary columns), cached."""
 

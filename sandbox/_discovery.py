@@ -14,13 +14,12 @@ from starlette.responses import Response
 from ._directory import TENANT_ID, find_user
 from ._errors import WebApiError
 from ._tokens import SigningKey
-from ._webapi import bearer_claims, error_response, json_response
+from ._webapi import DATAVERSE_VERSION, bearer_claims, error_response, json_response
 
 if TYPE_CHECKING:
     from ._app import Sandbox
 
 INSTANCES_PATH = "/api/discovery/v2.0/Instances"
-VERSION = "9.2.24111.00185"
 
 
 class Discovery:
@@ -60,7 +59,7 @@ class Discovery:
                     "UrlName": spec.name,
                     "FriendlyName": spec.friendly_name,
                     "State": 0,
-                    "Version": VERSION,
+                    "Version": DATAVERSE_VERSION,
                     "Url": environment.url,
                     "ApiUrl": environment.url,
                     "LastUpdated": "2026-11-01T00:00:00Z",

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 API_VERSIONS: Final = ("v9.0", "v9.1", "v9.2")
 MAX_PAGE_SIZE: Final = 5000
+DATAVERSE_VERSION: Final = "9.2.24111.00185"
 COUNT_LIMIT: Final = 5000
 JSON_TYPE: Final = (
     "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
@@ -166,6 +167,9 @@ class WebApi:
                 raise WebApiError(405, "0x80060888", "The service document is read with GET.")
             return self.service_document()
         first = segments[0]
+        if first in ("RetrieveVersion", "RetrieveVersion()"):
+            context = f"{environment.api_url}/$metadata#Microsoft.Dynamics.CRM.RetrieveVersionResponse"
+            return json_response(200, {"@odata.context": context, "Version": DATAVERSE_VERSION})
         if first in ("WhoAmI", "WhoAmI()"):
             return json_response(
                 200,

@@ -16,9 +16,10 @@ from pathlib import Path
 import httpx2
 from mcp.server.mcpserver import MCPServer
 
-from dataverse import ConnectionSettings, DataverseClient, StaticTokenProvider, build_http_client
+from dataverse import ConnectionSettings, DataverseClient, StaticTokenProvider, TokenProvider, build_http_client
 from tools import AppState, Environment, Policy, build_tools, choose_environment
 
+from ._credentials import build_credential, scope_for
 from ._settings import ConfigurationError, ServerSettings
 from ._version import __version__
 
@@ -55,11 +56,13 @@ def user_agent() -> str:
     return f"dynamics-mcp/{__version__}"
 
 
-def _client(http: httpx2.AsyncClient, settings: ServerSettings, url: str, version: str, token: str) -> DataverseClient:
+def _client(
+    http: httpx2.AsyncClient, settings: ServerSettings, url: str, version: str, tokens: TokenProvider
+) -> DataverseClient:
     return DataverseClient(
         http,
         url,
-        StaticTokenProvider(token),
+        tokens,
         api_version=version,
         max_concurrency=settings.max_concurrency,
         user_agent=user_agent(),
@@ -72,11 +75,26 @@ async def open_environments(
     configured = settings.configured_environments()
     if not configured:
         return await _sandbox_environments(settings, http, stack)
-    if settings.auth not in (None, "token"):
-        raise ConfigurationError(
-            f"DYNAMICS_MCP_AUTH={settings.auth} is not available in this version yet; "
-            "set DATAVERSE_ACCESS_TOKEN (DYNAMICS_MCP_AUTH=token)."
-        )
+    mode = settings.auth_mode()
+    if mode != "token":
+        credential = build_credential(settings)
+        stack.callback(credential.close)
+        environments = [
+            Environment(
+                environment.display_name(),
+                environment.url,
+                environment.name,
+                _client(
+                    http,
+                    settings,
+                    environment.url,
+                    environment.api_version,
+                    credential.for_scope(scope_for(mode, environment.url)),
+                ),
+            )
+            for environment in configured
+        ]
+        return StaticEnvironments(environments, identity=mode, default=settings.default_environment)
     environments = []
     for environment in configured:
         token = environment.access_token or settings.access_token
@@ -85,7 +103,8 @@ async def open_environments(
                 f"No credentials for {environment.url}: set DATAVERSE_ACCESS_TOKEN=<bearer token>, "
                 "or access_token in the environment's [[environments]] entry."
             )
-        client = _client(http, settings, environment.url, environment.api_version, token.get_secret_value())
+        tokens = StaticTokenProvider(token.get_secret_value())
+        client = _client(http, settings, environment.url, environment.api_version, tokens)
         environments.append(Environment(environment.display_name(), environment.url, environment.name, client))
     return StaticEnvironments(environments, identity="token", default=settings.default_environment)
 
@@ -109,7 +128,11 @@ async def _sandbox_environments(
             environment.url,
             environment.spec.friendly_name,
             _client(
-                http, settings, environment.url, "v9.2", sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)
+                http,
+                settings,
+                environment.url,
+                "v9.2",
+                StaticTokenProvider(sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)),
             ),
         )
         for name, environment in sandbox.environments.items()

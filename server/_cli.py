@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     environments = commands.add_parser("environments", help="list the environments the configured identity reaches")
     environments.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    check = commands.add_parser("check", help="test the connection to each environment (WhoAmI, version, latency)")
+    check.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    login = commands.add_parser("login", help="sign a user in with a device code and cache the tokens, encrypted")
+    login.add_argument("--config", type=Path, default=None, help="TOML configuration file")
 
     sandbox = commands.add_parser(
         "sandbox",
@@ -83,15 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("httpx2").setLevel(logging.WARNING)
     logging.getLogger("httpcore2").setLevel(logging.WARNING)
-    if arguments.command in ("serve", "environments"):
-        from ._serve_command import list_environments, serve
+    if arguments.command in ("serve", "environments", "check", "login"):
+        from ._serve_command import list_environments, run_async_command, serve
 
         config = arguments.config or (
             Path(os.environ["DYNAMICS_MCP_CONFIG"]) if os.environ.get("DYNAMICS_MCP_CONFIG") else None
         )
         if arguments.command == "serve":
             return serve(config, read_only=arguments.read_only)
-        return list_environments(config)
+        if arguments.command == "environments":
+            return list_environments(config)
+        return run_async_command(arguments.command, config)
     if arguments.command == "sandbox":
         from ._sandbox_command import print_token, run_sandbox
 

@@ -59,3 +59,19 @@ def list_environments(config: Path | None) -> int:
     except ConfigurationError as error:
         print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
         return 2
+
+
+def run_async_command(command: str, config: Path | None) -> int:
+    """`check` or `login`: their failures are configuration or sign-in problems, reported on stderr."""
+    from dataverse import DataverseError
+
+    from ._check_command import check, login
+
+    settings = _settings(config)
+    if settings is None:
+        return 2
+    try:
+        return asyncio.run(check(settings) if command == "check" else login(settings))
+    except (ConfigurationError, DataverseError) as error:
+        print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
+        return 2

@@ -6,6 +6,7 @@ what was wrong, and an example of a right value; secrets never appear in a messa
 
 from __future__ import annotations
 
+import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -105,6 +106,51 @@ class ServerSettings(BaseSettings):
         52, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY", "max_concurrency")
     )
     sandbox_user: str = Field("admin", validation_alias=AliasChoices("DYNAMICS_MCP_SANDBOX_USER", "sandbox_user"))
+    tenant_id: str | None = Field(None, validation_alias=AliasChoices("AZURE_TENANT_ID", "tenant_id"))
+    client_id: str | None = Field(None, validation_alias=AliasChoices("AZURE_CLIENT_ID", "client_id"))
+    client_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("AZURE_CLIENT_SECRET", "client_secret"))
+    certificate_path: Path | None = Field(
+        None, validation_alias=AliasChoices("AZURE_CLIENT_CERTIFICATE_PATH", "certificate_path")
+    )
+    certificate_password: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("AZURE_CLIENT_CERTIFICATE_PASSWORD", "certificate_password")
+    )
+    send_certificate_chain: bool = Field(
+        False, validation_alias=AliasChoices("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "send_certificate_chain")
+    )
+    authority_host: str = Field(
+        "https://login.microsoftonline.com", validation_alias=AliasChoices("AZURE_AUTHORITY_HOST", "authority_host")
+    )
+    username: str | None = Field(None, validation_alias=AliasChoices("AZURE_USERNAME", "username"))
+    password: SecretStr | None = Field(None, validation_alias=AliasChoices("AZURE_PASSWORD", "password"))
+    user_assertion: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("DYNAMICS_MCP_USER_ASSERTION", "user_assertion")
+    )
+    ca_bundle: Path | None = Field(None, validation_alias=AliasChoices("SSL_CERT_FILE", "ca_bundle"))
+    token_cache: Path | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_TOKEN_CACHE", "token_cache"))
+
+    @field_validator("authority_host")
+    @classmethod
+    def https_authority(cls, host: str) -> str:
+        if not host.startswith("https://"):
+            raise ValueError("the authority must use https://, e.g. https://login.microsoftonline.com")
+        return host.rstrip("/")
+
+    def auth_mode(self) -> AuthMode:
+        """DYNAMICS_MCP_AUTH, or the mode the other settings imply."""
+        if self.auth is not None:
+            return self.auth
+        if self.access_token is not None or any(e.access_token for e in self.environments):
+            return "token"
+        if self.client_id and self.client_secret:
+            return "client-secret"
+        if self.client_id and self.certificate_path:
+            return "certificate"
+        if self.username and self.password:
+            return "password"
+        if os.environ.get("IDENTITY_ENDPOINT") and os.environ.get("IDENTITY_HEADER"):
+            return "managed-identity"
+        return "device-code"
 
     _split_tables = field_validator("allowed_tables", "denied_tables", mode="before")(_split)
 
@@ -155,6 +201,8 @@ _EXAMPLES = {
     "connect_timeout": "DATAVERSE_CONNECT_TIMEOUT=10 (0: no limit)",
     "read_timeout": "DATAVERSE_READ_TIMEOUT=120 (0: no limit)",
     "max_concurrency": "DATAVERSE_MAX_CONCURRENCY=8 (1 to 52)",
+    "authority_host": "AZURE_AUTHORITY_HOST=https://login.microsoftonline.com",
+    "certificate_path": "AZURE_CLIENT_CERTIFICATE_PATH=/path/to/app.pem (key and certificate) or app.pfx",
 }
 
 

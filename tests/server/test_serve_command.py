@@ -64,14 +64,18 @@ def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     ("variables", "message"),
     [
         ({"DATAVERSE_URL": "http://contoso.crm.dynamics.com"}, "must use https://"),
-        ({"DATAVERSE_URL": "https://contoso.crm.dynamics.com"}, "set DATAVERSE_ACCESS_TOKEN"),
+        (
+            {"DATAVERSE_URL": "https://contoso.crm.dynamics.com", "DYNAMICS_MCP_AUTH": "client-secret"},
+            "AZURE_TENANT_ID is required",
+        ),
+        ({"AZURE_AUTHORITY_HOST": "http://login.example"}, "must use https://"),
         ({"DYNAMICS_MCP_READ_ONLY": "perhaps"}, "DYNAMICS_MCP_READ_ONLY=true"),
         ({"DATAVERSE_READ_TIMEOUT": "-5"}, "0: no limit"),
     ],
 )
 def test_configuration_errors_name_the_setting_and_leak_no_secret(variables: dict[str, str], message: str) -> None:
     secret = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret.value"
-    token = {} if "ACCESS_TOKEN" in message else {"DATAVERSE_ACCESS_TOKEN": secret}
+    token = {} if "AZURE_TENANT_ID" in message else {"DATAVERSE_ACCESS_TOKEN": secret}
     result = run("environments", env={**CLEAN, **token, **variables})
     assert result.returncode == 2
     assert message in result.stderr

@@ -1,0 +1,101 @@
+"""Credentials from settings: which `auth` provider serves a configuration, and each environment's scope.
+
+App-only modes ask for `<environment>/.default`; delegated ones for `<environment>/user_impersonation`.
+A configuration error names the missing setting; no secret ever appears in one.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from auth import (
+    Authority,
+    CertificateCredential,
+    ClientCertificate,
+    ClientSecretCredential,
+    Credential,
+    DeviceCodeCredential,
+    EncryptedTokenCache,
+    ManagedIdentityCredential,
+    OnBehalfOfCredential,
+    PasswordCredential,
+)
+
+from ._settings import AuthMode, ConfigurationError, ServerSettings
+
+APP_ONLY: Final = frozenset({"client-secret", "certificate", "managed-identity"})
+# A public client any tenant can use for delegated sign-in when AZURE_CLIENT_ID is not set (Azure CLI's).
+DEFAULT_PUBLIC_CLIENT_ID: Final = "04b07795-8ddb-461a-bbee-02f9e1bf7b46"
+
+
+def scope_for(mode: AuthMode, environment_url: str) -> str:
+    permission = ".default" if mode in APP_ONLY else "user_impersonation"
+    return f"{environment_url.rstrip('/')}/{permission}"
+
+
+def _require(value: object, setting: str, example: str) -> None:
+    if not value:
+        raise ConfigurationError(f"{setting} is required for this authentication mode, e.g. {example}.")
+
+
+def build_credential(settings: ServerSettings, *, interactive: bool = False) -> Credential:
+    """The credential the settings describe (not yet used: MSAL is built on the first token request)."""
+    mode = settings.auth_mode()
+    authority = Authority(settings.authority_host, settings.tenant_id or "organizations")
+    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+    client_id = settings.client_id or ""
+    if mode in ("client-secret", "certificate", "on-behalf-of"):
+        _require(settings.tenant_id, "AZURE_TENANT_ID", "AZURE_TENANT_ID=<directory (tenant) id>")
+        _require(settings.client_id, "AZURE_CLIENT_ID", "AZURE_CLIENT_ID=<application (client) id>")
+    if mode == "client-secret":
+        _require(settings.client_secret, "AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET=<the secret's value>")
+        assert settings.client_secret is not None
+        return ClientSecretCredential(
+            client_id, settings.client_secret.get_secret_value(), authority, ca_bundle=ca_bundle
+        )
+    if mode == "certificate":
+        _require(
+            settings.certificate_path, "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH=/path/app.pem"
+        )
+        assert settings.certificate_path is not None
+        password = settings.certificate_password.get_secret_value() if settings.certificate_password else None
+        certificate = ClientCertificate.load(settings.certificate_path, password)
+        return CertificateCredential(
+            client_id, certificate, authority, send_x5c=settings.send_certificate_chain, ca_bundle=ca_bundle
+        )
+    if mode == "managed-identity":
+        return ManagedIdentityCredential(settings.client_id, ca_bundle=ca_bundle)
+    if mode == "password":
+        _require(settings.username, "AZURE_USERNAME", "AZURE_USERNAME=user@contoso.com")
+        _require(settings.password, "AZURE_PASSWORD", "AZURE_PASSWORD=<password>")
+        assert settings.username is not None and settings.password is not None
+        return PasswordCredential(
+            client_id or DEFAULT_PUBLIC_CLIENT_ID,
+            settings.username,
+            settings.password.get_secret_value(),
+            authority,
+            ca_bundle=ca_bundle,
+        )
+    if mode == "on-behalf-of":
+        _require(settings.user_assertion, "DYNAMICS_MCP_USER_ASSERTION", "the signed-in user's token")
+        assert settings.user_assertion is not None
+        secret: object
+        if settings.client_secret:
+            secret = settings.client_secret.get_secret_value()
+        else:
+            raise ConfigurationError("on-behalf-of needs the server's own AZURE_CLIENT_SECRET.")
+        return OnBehalfOfCredential(
+            client_id, secret, authority, settings.user_assertion.get_secret_value(), ca_bundle=ca_bundle
+        )
+    if mode in ("device-code", "interactive"):
+        cache = EncryptedTokenCache(settings.token_cache) if settings.token_cache else EncryptedTokenCache()
+        credential = DeviceCodeCredential(
+            client_id or DEFAULT_PUBLIC_CLIENT_ID,
+            authority,
+            cache=cache.cache,
+            on_cache_change=cache.save,
+            ca_bundle=ca_bundle,
+        )
+        credential.interactive = interactive
+        return credential
+    raise ConfigurationError(f"DYNAMICS_MCP_AUTH={mode} needs no credential object here.")
