@@ -97,10 +97,21 @@ def format_datetime(value: datetime) -> str:
 _DATE_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-def _type_error(column: Column, value: Value) -> WebApiError:
+_OPERATOR_KINDS = {
+    "eq": "Equal",
+    "ne": "NotEqual",
+    "gt": "GreaterThan",
+    "ge": "GreaterThanOrEqual",
+    "lt": "LessThan",
+    "le": "LessThanOrEqual",
+    "in": "In",
+}
+
+
+def _type_error(column: Column, value: Value, operator: str = "eq") -> WebApiError:
     return bad_request(
         f"A binary operator with incompatible types was detected. Found operand types "
-        f"'Edm.{_edm_type(column)}' and '{_literal_type(value)}' for operator kind 'Equal'."
+        f"'Edm.{_edm_type(column)}' and '{_literal_type(value)}' for operator kind '{_OPERATOR_KINDS[operator]}'."
     )
 
 
@@ -135,7 +146,7 @@ def _literal_type(value: Value) -> str:
             return "Edm.String"
 
 
-def storage_value(column: Column, value: Value) -> str | int | float | None:
+def storage_value(column: Column, value: Value, operator: str = "eq") -> str | int | float | None:
     """`value` as the store keeps it for `column`; a value of the wrong type is a 400."""
     if value is None:
         return None
@@ -173,7 +184,7 @@ def storage_value(column: Column, value: Value) -> str | int | float | None:
                 pass
     elif kind == "choices" and isinstance(value, str | int):
         return str(value)
-    raise _type_error(column, value)
+    raise _type_error(column, value, operator)
 
 
 def _escape_like(text: str) -> str:
@@ -199,7 +210,7 @@ def _compile(expression: Expression, resolve: Resolver, parameters: list[object]
             return f"(NOT COALESCE({_compile(operand, resolve, parameters)}, 0))"
         case Comparison(operator, prop, value):
             reference, column = resolve(prop)
-            stored = storage_value(column, value)
+            stored = storage_value(column, value, operator)
             if stored is None:
                 if operator == "eq":
                     return f"({reference} IS NULL)"
@@ -233,7 +244,7 @@ def _compile(expression: Expression, resolve: Resolver, parameters: list[object]
             return f"({reference} {negation}LIKE ?{escape})"
         case Membership(prop, values, negated):
             reference, column = resolve(prop)
-            members = [storage_value(column, value) for value in values]
+            members = [storage_value(column, value, "in") for value in values]
             parameters.extend(members)
             placeholders = ", ".join("?" for _ in members) or "NULL"
             return f"({reference} {'NOT ' if negated else ''}IN ({placeholders}))"

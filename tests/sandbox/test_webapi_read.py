@@ -215,6 +215,7 @@ async def test_single_property_read(sandbox: Sandbox, http: httpx2.AsyncClient) 
         ("$filter=nosuch eq 1", 400, "Could not find a property named 'nosuch'"),
         ("$filter=name eq", 400, "Syntax error"),
         ("$filter=name eq 5", 400, "incompatible types"),
+        ("$filter=revenue gt 'lots'", 400, "for operator kind 'GreaterThan'"),
         ("$top=-1", 400, "$top"),
         ("$foo=1", 400, "$foo"),
         ("$expand=nosuchnavigation", 400, "nosuchnavigation"),
