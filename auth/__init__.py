@@ -3,6 +3,7 @@
 from ._cache import EncryptedTokenCache
 from ._certificate import ClientCertificate
 from ._errors import AuthError, CredentialError
+from ._on_behalf_of import OnBehalfOfCredential, OnBehalfOfExchange, UserCredential
 from ._providers import (
     Authority,
     CertificateCredential,
@@ -10,7 +11,6 @@ from ._providers import (
     Credential,
     DeviceCodeCredential,
     ManagedIdentityCredential,
-    OnBehalfOfCredential,
     PasswordCredential,
     ScopedTokens,
 )
@@ -27,6 +27,8 @@ __all__ = [
     "EncryptedTokenCache",
     "ManagedIdentityCredential",
     "OnBehalfOfCredential",
+    "OnBehalfOfExchange",
     "PasswordCredential",
     "ScopedTokens",
+    "UserCredential",
 ]

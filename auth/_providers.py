@@ -261,30 +261,6 @@ class CertificateCredential(_MsalApplication):
         return result
 
 
-class OnBehalfOfCredential(_MsalApplication):
-    """A server's own credential (secret or certificate) exchanging one user's token on their behalf."""
-
-    def __init__(
-        self, client_id: str, client_credential: Any, authority: Authority, user_assertion: str, **options: Any
-    ):
-        super().__init__(client_id, authority, **options)
-        self._client_credential = client_credential
-        self._user_assertion = user_assertion
-
-    def _build(self) -> Any:
-        import msal
-
-        return msal.ConfidentialClientApplication(
-            self.client_id, client_credential=self._client_credential, **self._common()
-        )
-
-    def _acquire(self, scope: str, force_refresh: bool) -> dict[str, Any]:
-        if force_refresh:
-            self._forget(scope)
-        result: dict[str, Any] = self.application().acquire_token_on_behalf_of(self._user_assertion, [scope])
-        return result
-
-
 class PasswordCredential(_MsalApplication):
     """Resource-owner password (ROPC). Discouraged: no MFA, no conditional access; offered for parity only."""
 

@@ -1,7 +1,14 @@
 """Async client for the Dataverse Web API: requests, retries, errors, OData building, metadata, discovery."""
 
 from ._client import DataverseClient, Page, Row, RowKey, UpsertMode, WhoAmI, Written
-from ._discovery import DEFAULT_DISCOVERY_URL, DISCOVERY_HOSTS, Instance, discovery_scope, list_instances
+from ._discovery import (
+    DEFAULT_DISCOVERY_URL,
+    DISCOVERY_BY_AUTHORITY,
+    DISCOVERY_HOSTS,
+    Instance,
+    discovery_scope,
+    list_instances,
+)
 from ._errors import (
     AuthenticationFailed,
     DataverseError,
@@ -26,6 +33,7 @@ from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
 
 __all__ = [
     "DEFAULT_DISCOVERY_URL",
+    "DISCOVERY_BY_AUTHORITY",
     "DISCOVERY_HOSTS",
     "AccessToken",
     "AlternateKey",

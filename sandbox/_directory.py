@@ -27,6 +27,7 @@ class User:
     system_user_id: uuid.UUID
     roles: dict[str, Role] = field(default_factory=dict)
     application_id: uuid.UUID | None = None  # set for an application user: the app it stands for
+    owns_seed_data: bool = True  # False: joined after the demo data was made, so owns none of it
 
     @property
     def upn(self) -> str:
@@ -68,14 +69,19 @@ ENVIRONMENTS: Final = (
 )
 
 
-def _user(name: str, full_name: str, number: int, roles: dict[str, Role]) -> User:
+def _user(name: str, full_name: str, number: int, roles: dict[str, Role], *, owns_seed_data: bool = True) -> User:
     return User(
         name=name,
         full_name=full_name,
         object_id=uuid.UUID(f"a0000000-0000-4000-8000-{number:012d}"),
         system_user_id=uuid.UUID(f"b0000000-0000-4000-8000-{number:012d}"),
         roles=roles,
+        owns_seed_data=owns_seed_data,
     )
+
+
+# Sales staff who joined later: more users for tests of many concurrent callers, owning only what they create.
+_NEW_HIRES: Final = (("frank", "Frank Fisher"), ("grace", "Grace Gomez"), ("heidi", "Heidi Hall"), ("ivan", "Ivan Ito"))
 
 
 USERS: Final = (
@@ -85,6 +91,10 @@ USERS: Final = (
     _user("carol", "Carol Chen", 4, {"contoso": "Sales Reader"}),
     _user("dave", "Dave Diaz", 5, {"fabrikam": "Salesperson"}),
     _user("erin", "Erin Evans", 6, {}),
+    *(
+        _user(name, full_name, number, {"contoso": "Salesperson"}, owns_seed_data=False)
+        for number, (name, full_name) in enumerate(_NEW_HIRES, start=7)
+    ),
 )
 
 

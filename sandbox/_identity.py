@@ -131,6 +131,7 @@ class IdentityProvider:
         self.devices: dict[str, PendingDevice] = {}
         self.refresh_tokens: dict[str, tuple[User, str, str]] = {}  # token -> (user, client id, scope)
         self.requests = 0
+        self.announced_keys: list[SigningKey] = []  # published before they sign anything, as Entra rotates keys
 
     @property
     def authority(self) -> str:
@@ -153,7 +154,8 @@ class IdentityProvider:
             if path == f"{tenant}/v2.0/.well-known/openid-configuration":
                 return JSONResponse(self.openid_configuration())
             if path == f"{tenant}/discovery/v2.0/keys":
-                return JSONResponse({"keys": [self.signing_key.jwk()]})
+                keys = [self.signing_key, *self.announced_keys]
+                return JSONResponse({"keys": [key.jwk() for key in keys]})
             if path == f"{tenant}/oauth2/v2.0/token" and request.method == "POST":
                 self.requests += 1
                 return JSONResponse(await self.token(dict(await request.form())))

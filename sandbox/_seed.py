@@ -109,7 +109,7 @@ class _Seeder:
         self.owners = [
             user
             for user in self.members
-            if user.role_in(environment.name) != "Sales Reader" and user.application_id is None
+            if user.role_in(environment.name) != "Sales Reader" and user.application_id is None and user.owns_seed_data
         ]
         self.version = 1000
 

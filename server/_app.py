@@ -12,15 +12,28 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import httpx2
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from pydantic import AnyHttpUrl
 
-from dataverse import ConnectionSettings, DataverseClient, StaticTokenProvider, TokenProvider, build_http_client
-from tools import AppState, Environment, Policy, build_tools, choose_environment
+from dataverse import (
+    DEFAULT_DISCOVERY_URL,
+    DISCOVERY_BY_AUTHORITY,
+    ConnectionSettings,
+    DataverseClient,
+    StaticTokenProvider,
+    TokenProvider,
+    build_http_client,
+)
+from tools import AppState, Environment, Environments, Policy, build_tools, choose_environment
 
-from ._credentials import build_credential, scope_for
+from ._credentials import build_credential, build_exchange, scope_for
 from ._settings import ConfigurationError, ServerSettings
+from ._token_verifier import EntraTokenVerifier
+from ._users import UserEnvironments
 from ._version import __version__
 
 logger = logging.getLogger(__name__)
@@ -142,18 +155,85 @@ async def _sandbox_environments(
     )
 
 
-def build_server(settings: ServerSettings) -> MCPServer[AppState]:
-    """The MCP server for these settings; its lifespan owns the HTTP client and the environments."""
+def discovery_url(settings: ServerSettings) -> str:
+    """DATAVERSE_DISCOVERY_URL, else the Global Discovery service of the authority's cloud."""
+    if settings.discovery_url:
+        return settings.discovery_url
+    host = settings.authority_host.split("://", 1)[-1].split("/", 1)[0].lower()
+    return DISCOVERY_BY_AUTHORITY.get(host, DEFAULT_DISCOVERY_URL)
+
+
+def open_user_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
+    """Each HTTP caller's environments, reached on their behalf; nothing is called before a user is."""
+    exchange = build_exchange(settings)
+    stack.callback(exchange.close)
+
+    def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
+        return _client(http, settings, url, version, tokens)
+
+    return UserEnvironments(
+        exchange,
+        http,
+        connect,
+        settings.configured_environments(),
+        discovery_url(settings),
+        default=settings.default_environment,
+    )
+
+
+def is_per_user(settings: ServerSettings, transport: str) -> bool:
+    """Over HTTP with on-behalf-of, each caller signs in and reaches Dataverse as themselves."""
+    return transport == "http" and settings.auth_mode(transport) == "on-behalf-of" and not settings.user_assertion
+
+
+def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[AuthSettings, EntraTokenVerifier]:
+    """RFC 9728 metadata naming the authority, and the validation of callers' tokens."""
+    if not settings.tenant_id or not settings.client_id:
+        raise ConfigurationError(
+            "Serving users over HTTP needs the server's app registration: AZURE_TENANT_ID=<tenant id> and "
+            "AZURE_CLIENT_ID=<the server's application (client) id>."
+        )
+    authority = f"{settings.authority_host}/{settings.tenant_id}"
+    audiences = list(settings.audience) or [settings.client_id, f"api://{settings.client_id}"]
+    tenants = settings.allowed_tenants or (
+        None if settings.tenant_id in ("common", "organizations") else frozenset({settings.tenant_id.lower()})
+    )
+    http = build_http_client(ConnectionSettings(ca_bundle=settings.ca_bundle))
+    verifier = EntraTokenVerifier(http, authority, audiences, tenants)
+    auth = AuthSettings(
+        issuer_url=AnyHttpUrl(f"{authority}/v2.0"),
+        resource_server_url=AnyHttpUrl(resource_url),
+        required_scopes=list(settings.required_scopes) or None,
+        validate_token_resource=False,  # the verifier checks the audience: Entra tokens name an app, not a URL
+    )
+    return auth, verifier
+
+
+def build_server(
+    settings: ServerSettings, *, transport: Literal["stdio", "http"] = "stdio", resource_url: str | None = None
+) -> MCPServer[AppState]:
+    """The MCP server for these settings; its lifespan owns the HTTP client and the environments.
+
+    Over HTTP with on-behalf-of, the server is an OAuth protected resource (`resource_url` names it) and
+    every tool call runs as the caller.
+    """
     policy = Policy(
         read_only=settings.read_only, allowed_tables=settings.allowed_tables, denied_tables=settings.denied_tables
     )
+    per_user = is_per_user(settings, transport)
+    auth, verifier = protected_resource(settings, resource_url or "") if per_user else (None, None)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
         connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(build_http_client(connection))
-            environments = await open_environments(settings, http, stack)
+            environments: Environments
+            if verifier is not None:
+                stack.push_async_callback(verifier.http.aclose)
+                environments = open_user_environments(settings, http, stack)
+            else:
+                environments = await open_environments(settings, http, stack)
             yield AppState(environments=environments, policy=policy)
 
     return MCPServer[AppState](
@@ -163,4 +243,6 @@ def build_server(settings: ServerSettings) -> MCPServer[AppState]:
         lifespan=lifespan,
         log_level="WARNING",
         tools=build_tools(policy),
+        auth=auth,
+        token_verifier=verifier,
     )

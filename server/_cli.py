@@ -42,7 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="serve MCP (stdio by default); with no environment configured, against the embedded sandbox",
     )
-    serve.add_argument("--transport", choices=["stdio"], default="stdio", help="stdio (streamable HTTP: coming)")
+    serve.add_argument(
+        "--transport", choices=["stdio", "http"], default="stdio", help="stdio (default) or streamable HTTP"
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="HTTP: address to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=_port, default=8000, help="HTTP: port (default: 8000; 0 picks a free one)")
     serve.add_argument("--config", type=Path, default=None, help="TOML configuration file (or DYNAMICS_MCP_CONFIG)")
     serve.add_argument("--read-only", action="store_true", default=None, help="do not offer the write tools")
 
@@ -94,7 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             Path(os.environ["DYNAMICS_MCP_CONFIG"]) if os.environ.get("DYNAMICS_MCP_CONFIG") else None
         )
         if arguments.command == "serve":
-            return serve(config, read_only=arguments.read_only)
+            return serve(
+                config,
+                read_only=arguments.read_only,
+                transport=arguments.transport,
+                host=arguments.host,
+                port=arguments.port,
+            )
         if arguments.command == "environments":
             return list_environments(config)
         return run_async_command(arguments.command, config)

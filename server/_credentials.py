@@ -18,6 +18,7 @@ from auth import (
     EncryptedTokenCache,
     ManagedIdentityCredential,
     OnBehalfOfCredential,
+    OnBehalfOfExchange,
     PasswordCredential,
 )
 
@@ -79,13 +80,12 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
     if mode == "on-behalf-of":
         _require(settings.user_assertion, "DYNAMICS_MCP_USER_ASSERTION", "the signed-in user's token")
         assert settings.user_assertion is not None
-        secret: object
-        if settings.client_secret:
-            secret = settings.client_secret.get_secret_value()
-        else:
-            raise ConfigurationError("on-behalf-of needs the server's own AZURE_CLIENT_SECRET.")
         return OnBehalfOfCredential(
-            client_id, secret, authority, settings.user_assertion.get_secret_value(), ca_bundle=ca_bundle
+            client_id,
+            _server_credential(settings),
+            authority,
+            settings.user_assertion.get_secret_value(),
+            ca_bundle=ca_bundle,
         )
     if mode in ("device-code", "interactive"):
         cache = EncryptedTokenCache(settings.token_cache) if settings.token_cache else EncryptedTokenCache()
@@ -99,3 +99,29 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
         credential.interactive = interactive
         return credential
     raise ConfigurationError(f"DYNAMICS_MCP_AUTH={mode} needs no credential object here.")
+
+
+def _server_credential(settings: ServerSettings) -> str | ClientCertificate:
+    """The server's own proof of identity for on-behalf-of: its secret, else its certificate."""
+    if settings.client_secret:
+        return settings.client_secret.get_secret_value()
+    if settings.certificate_path:
+        password = settings.certificate_password.get_secret_value() if settings.certificate_password else None
+        return ClientCertificate.load(settings.certificate_path, password)
+    raise ConfigurationError(
+        "on-behalf-of needs the server's own credential: AZURE_CLIENT_SECRET=<the secret's value> or "
+        "AZURE_CLIENT_CERTIFICATE_PATH=/path/app.pem."
+    )
+
+
+def build_exchange(settings: ServerSettings) -> OnBehalfOfExchange:
+    """The server's identity exchanging each HTTP caller's token for their Dataverse tokens."""
+    _require(settings.tenant_id, "AZURE_TENANT_ID", "AZURE_TENANT_ID=<directory (tenant) id>")
+    _require(settings.client_id, "AZURE_CLIENT_ID", "AZURE_CLIENT_ID=<the server's application (client) id>")
+    assert settings.tenant_id is not None and settings.client_id is not None
+    return OnBehalfOfExchange(
+        settings.client_id,
+        _server_credential(settings),
+        Authority(settings.authority_host, settings.tenant_id),
+        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
+    )

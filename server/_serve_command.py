@@ -18,16 +18,20 @@ def _settings(config: Path | None, **flags: Any) -> ServerSettings | None:
         return None
 
 
-def serve(config: Path | None, *, read_only: bool | None) -> int:
-    """Serve MCP over stdio until the client closes the stream."""
+def serve(config: Path | None, *, read_only: bool | None, transport: str = "stdio", host: str, port: int) -> int:
+    """Serve MCP over stdio until the client closes the stream, or over HTTP until interrupted."""
     settings = _settings(config, read_only=read_only)
     if settings is None:
         return 2
-    from ._app import build_server
-
-    server = build_server(settings)
     try:
-        server.run("stdio")
+        if transport == "http":
+            from ._http import serve_http
+
+            serve_http(settings, host, port)
+        else:
+            from ._app import build_server
+
+            build_server(settings).run("stdio")
     except ConfigurationError as error:
         print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
         return 2

@@ -76,6 +76,13 @@ def _split(value: Any) -> Any:
     return value
 
 
+def _split_exact(value: Any) -> Any:
+    """A comma-separated list whose items keep their case (audiences, scopes)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class ServerSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
@@ -128,6 +135,33 @@ class ServerSettings(BaseSettings):
     )
     ca_bundle: Path | None = Field(None, validation_alias=AliasChoices("SSL_CERT_FILE", "ca_bundle"))
     token_cache: Path | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_TOKEN_CACHE", "token_cache"))
+    discovery_url: str | None = Field(None, validation_alias=AliasChoices("DATAVERSE_DISCOVERY_URL", "discovery_url"))
+    audience: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=AliasChoices("DYNAMICS_MCP_AUDIENCE", "audience")
+    )
+    public_url: str | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_PUBLIC_URL", "public_url"))
+    allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_HOSTS", "allowed_hosts")
+    )
+    allowed_origins: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_ORIGINS", "allowed_origins")
+    )
+    allowed_tenants: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_TENANTS", "allowed_tenants")
+    )
+    required_scopes: Annotated[tuple[str, ...], NoDecode] = Field(
+        (), validation_alias=AliasChoices("DYNAMICS_MCP_REQUIRED_SCOPES", "required_scopes")
+    )
+
+    @field_validator("discovery_url", "public_url")
+    @classmethod
+    def valid_service_url(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url.rstrip("/")
 
     @field_validator("authority_host")
     @classmethod
@@ -136,10 +170,16 @@ class ServerSettings(BaseSettings):
             raise ValueError("the authority must use https://, e.g. https://login.microsoftonline.com")
         return host.rstrip("/")
 
-    def auth_mode(self) -> AuthMode:
-        """DYNAMICS_MCP_AUTH, or the mode the other settings imply."""
+    def auth_mode(self, transport: str = "stdio") -> AuthMode:
+        """DYNAMICS_MCP_AUTH, or the mode the other settings imply.
+
+        Over HTTP, the server's own app credentials mean on-behalf-of: each caller reaches Dataverse as
+        themselves, which is what a server shared by many users must do.
+        """
         if self.auth is not None:
             return self.auth
+        if transport == "http" and self.client_id and (self.client_secret or self.certificate_path):
+            return "on-behalf-of"
         if self.access_token is not None or any(e.access_token for e in self.environments):
             return "token"
         if self.client_id and self.client_secret:
@@ -152,7 +192,10 @@ class ServerSettings(BaseSettings):
             return "managed-identity"
         return "device-code"
 
-    _split_tables = field_validator("allowed_tables", "denied_tables", mode="before")(_split)
+    _split_tables = field_validator(
+        "allowed_tables", "denied_tables", "allowed_hosts", "allowed_origins", "allowed_tenants", mode="before"
+    )(_split)
+    _split_exact = field_validator("audience", "required_scopes", mode="before")(_split_exact)
 
     @classmethod
     def settings_customise_sources(
@@ -203,6 +246,8 @@ _EXAMPLES = {
     "max_concurrency": "DATAVERSE_MAX_CONCURRENCY=8 (1 to 52)",
     "authority_host": "AZURE_AUTHORITY_HOST=https://login.microsoftonline.com",
     "certificate_path": "AZURE_CLIENT_CERTIFICATE_PATH=/path/to/app.pem (key and certificate) or app.pfx",
+    "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",
+    "public_url": "DYNAMICS_MCP_PUBLIC_URL=https://mcp.contoso.com",
 }
 
 
