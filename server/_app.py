@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 
 import httpx2
 from mcp.server.auth.settings import AuthSettings
@@ -33,8 +33,10 @@ from tools import AppState, Environment, Environments, Policy, build_tools, choo
 from ._credentials import build_credential, build_exchange, scope_for
 from ._settings import ConfigurationError, ServerSettings
 from ._token_verifier import EntraTokenVerifier
-from ._users import UserEnvironments
+from ._users import Caller, UserEnvironments
 from ._version import __version__
+
+DELEGATED: Final = frozenset({"device-code", "interactive", "password"})
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +84,22 @@ def _client(
     )
 
 
-async def open_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack
-) -> StaticEnvironments:
+def _connector(
+    http: httpx2.AsyncClient, settings: ServerSettings
+) -> Callable[[str, str, TokenProvider], DataverseClient]:
+    def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
+        return _client(http, settings, url, version, tokens)
+
+    return connect
+
+
+async def open_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
     configured = settings.configured_environments()
+    mode = settings.auth_mode()
+    if not configured and (settings.auth in DELEGATED or mode == "password"):
+        return _discovered_environments(settings, http, stack)
     if not configured:
         return await _sandbox_environments(settings, http, stack)
-    mode = settings.auth_mode()
     if mode != "token":
         credential = build_credential(settings)
         stack.callback(credential.close)
@@ -120,6 +131,22 @@ async def open_environments(
         client = _client(http, settings, environment.url, environment.api_version, tokens)
         environments.append(Environment(environment.display_name(), environment.url, environment.name, client))
     return StaticEnvironments(environments, identity="token", default=settings.default_environment)
+
+
+def _discovered_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
+    """A signed-in user with no environment configured: theirs, from Global Discovery."""
+    credential = build_credential(settings)
+    stack.callback(credential.close)
+    me = Caller("signed-in user", settings.username or "signed-in user", "")
+    return UserEnvironments(
+        lambda _: credential,
+        http,
+        _connector(http, settings),
+        [],
+        discovery_url(settings),
+        default=settings.default_environment,
+        caller=lambda: me,
+    )
 
 
 async def _sandbox_environments(
@@ -167,14 +194,10 @@ def open_user_environments(settings: ServerSettings, http: httpx2.AsyncClient, s
     """Each HTTP caller's environments, reached on their behalf; nothing is called before a user is."""
     exchange = build_exchange(settings)
     stack.callback(exchange.close)
-
-    def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
-        return _client(http, settings, url, version, tokens)
-
     return UserEnvironments(
-        exchange,
+        lambda caller: exchange.for_user(caller.key, caller.token),
         http,
-        connect,
+        _connector(http, settings),
         settings.configured_environments(),
         discovery_url(settings),
         default=settings.default_environment,
@@ -218,7 +241,10 @@ def build_server(
     every tool call runs as the caller.
     """
     policy = Policy(
-        read_only=settings.read_only, allowed_tables=settings.allowed_tables, denied_tables=settings.denied_tables
+        read_only=settings.read_only,
+        allowed_tables=settings.allowed_tables,
+        denied_tables=settings.denied_tables,
+        tool_scopes=settings.tool_scopes,
     )
     per_user = is_per_user(settings, transport)
     auth, verifier = protected_resource(settings, resource_url or "") if per_user else (None, None)

@@ -152,6 +152,9 @@ class ServerSettings(BaseSettings):
     required_scopes: Annotated[tuple[str, ...], NoDecode] = Field(
         (), validation_alias=AliasChoices("DYNAMICS_MCP_REQUIRED_SCOPES", "required_scopes")
     )
+    tool_scopes: dict[str, frozenset[str]] = Field(
+        default_factory=dict, validation_alias=AliasChoices("DYNAMICS_MCP_TOOL_SCOPES", "tool_scopes")
+    )
 
     @field_validator("discovery_url", "public_url")
     @classmethod
@@ -162,6 +165,16 @@ class ServerSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http(s) URL")
         return url.rstrip("/")
+
+    @field_validator("tool_scopes")
+    @classmethod
+    def known_tools(cls, scopes: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+        from tools import TOOL_NAMES
+
+        unknown = sorted(set(scopes) - set(TOOL_NAMES))
+        if unknown:
+            raise ValueError(f"no tool named {', '.join(unknown)}; the tools are {', '.join(TOOL_NAMES)}")
+        return scopes
 
     @field_validator("authority_host")
     @classmethod
@@ -248,6 +261,7 @@ _EXAMPLES = {
     "certificate_path": "AZURE_CLIENT_CERTIFICATE_PATH=/path/to/app.pem (key and certificate) or app.pfx",
     "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",
     "public_url": "DYNAMICS_MCP_PUBLIC_URL=https://mcp.contoso.com",
+    "tool_scopes": 'DYNAMICS_MCP_TOOL_SCOPES={"delete_record": ["Records.Delete"]}',
 }
 
 

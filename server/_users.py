@@ -1,9 +1,10 @@
-"""The environments of whoever signed in to this HTTP request: each user reaches Dataverse as themselves.
+"""The environments of a signed-in user: each user reaches Dataverse as themselves.
 
-The caller is the one the MCP SDK's bearer middleware authenticated for the current request. Their token is
-exchanged on-behalf-of for a Dataverse token; it is never sent to Dataverse itself. Each user has their own
-clients (and so their own metadata caches and concurrency cap) and their own tokens, kept for the most
-recently active users only; nothing of one user's is reachable from another's requests.
+Over HTTP the caller is the one the MCP SDK's bearer middleware authenticated for the current request; their
+token is exchanged on-behalf-of for Dataverse tokens and never sent to Dataverse itself. Each user has their
+own clients (so their own metadata caches and concurrency cap) and tokens, kept for the most recently active
+users only: nothing of one user's is reachable from another's requests. On stdio the one signed-in user of a
+delegated mode is the only caller.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Final
 import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from auth import OnBehalfOfExchange, UserCredential
+from auth import Credential
 from dataverse import DataverseClient, TokenProvider, discovery_scope, list_instances
 from tools import Environment, choose_environment
 
@@ -35,7 +36,7 @@ class Caller:
 
 @dataclass
 class _UserSession:
-    credential: UserCredential
+    credential: Credential
     clients: dict[str, DataverseClient] = field(default_factory=dict)
     discovered: list[Environment] | None = None
     discovered_at: float = 0.0
@@ -56,7 +57,7 @@ class UserEnvironments:
 
     def __init__(
         self,
-        exchange: OnBehalfOfExchange,
+        credential_of: Callable[[Caller], Credential],
         http: httpx2.AsyncClient,
         make_client: Callable[[str, str, TokenProvider], DataverseClient],
         configured: list[EnvironmentSettings],
@@ -66,7 +67,7 @@ class UserEnvironments:
         max_users: int = 1000,
         caller: Callable[[], Caller] = current_caller,
     ) -> None:
-        self.exchange = exchange
+        self.credential_of = credential_of
         self.http = http
         self.make_client = make_client
         self.configured = configured
@@ -78,7 +79,7 @@ class UserEnvironments:
 
     def _session(self) -> tuple[Caller, _UserSession]:
         caller = self._caller()
-        credential = self.exchange.for_user(caller.key, caller.token)
+        credential = self.credential_of(caller)
         session = self._sessions.get(caller.key)
         if session is None or session.credential is not credential:
             session = self._sessions[caller.key] = _UserSession(credential)

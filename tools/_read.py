@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Any, Final
 
 import httpx2
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
@@ -69,7 +70,12 @@ class Record(BaseModel):
 
 
 def state(ctx: Context[AppState, Any]) -> AppState:
-    return ctx.request_context.lifespan_context
+    """The server's state, once the caller is known to hold the scopes this tool needs."""
+    app = ctx.request_context.lifespan_context
+    access = get_access_token()
+    tool = str((ctx.request_context.params or {}).get("name", ""))
+    app.policy.check_scopes(tool, access.scopes if access else None)
+    return app
 
 
 def names(columns: list[str] | str | None) -> list[str]:

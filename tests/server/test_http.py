@@ -315,3 +315,28 @@ async def test_a_non_loopback_host_needs_callers_to_sign_in(sandbox: Sandbox) ->
     shared = load_settings(None, url=sandbox.environments["contoso"].url, access_token=sandbox.token("admin"))
     with pytest.raises(ConfigurationError, match="needs each caller to sign in"):
         http_app(shared, "0.0.0.0", 8000)  # noqa: S104 - the point: refused before anything binds
+
+
+async def test_scopes_required_per_tool_and_for_the_whole_server(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    alice = await sign_in(sandbox, "alice")  # her token grants user_impersonation only
+    per_tool = http_settings(sandbox, tool_scopes={"create_record": ["Records.Write"]})
+    async with running(per_tool) as url, connect(url, alice) as client:
+        refused = error_text(
+            await client.call_tool("create_record", {"table": "account", "values": {"name": "Needs a scope"}})
+        )
+        allowed = structured(await client.call_tool("query_records", {"table": "account", "top": 1}))
+    assert "create_record needs the scope Records.Write" in refused and "nothing was done" in refused
+    assert len(allowed["rows"]) == 1
+    assert not [record for record in sandbox.request_log.as_json() if record["method"] == "POST"]
+
+    whole = http_settings(sandbox, required_scopes="Dataverse.Access")
+    body = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    headers = {
+        "Authorization": f"Bearer {alice}",
+        "Accept": "application/json, text/event-stream",
+        "Content-Type": "application/json",
+    }
+    async with running(whole) as url:
+        response = await http.post(f"{url}/mcp", json=body, headers=headers)
+    assert response.status_code == 403
+    assert 'error="insufficient_scope"' in response.headers["www-authenticate"]

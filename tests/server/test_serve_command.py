@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
+import anyio
 import pytest
+from anyio.streams.text import TextReceiveStream
 from mcp import Client, StdioServerParameters
 
 from sandbox import Sandbox
@@ -71,6 +74,8 @@ def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
         ({"AZURE_AUTHORITY_HOST": "http://login.example"}, "must use https://"),
         ({"DYNAMICS_MCP_READ_ONLY": "perhaps"}, "DYNAMICS_MCP_READ_ONLY=true"),
         ({"DATAVERSE_READ_TIMEOUT": "-5"}, "0: no limit"),
+        ({"DYNAMICS_MCP_TOOL_SCOPES": '{"drop_table": ["Records.Write"]}'}, "no tool named drop_table"),
+        ({"DATAVERSE_DISCOVERY_URL": "globaldisco"}, "is not an http(s) URL"),
     ],
 )
 def test_configuration_errors_name_the_setting_and_leak_no_secret(variables: dict[str, str], message: str) -> None:
@@ -88,3 +93,24 @@ def test_environments_command_lists_what_the_configuration_reaches(sandbox: Sand
     assert result.returncode == 0, result.stderr
     url = sandbox.environments["contoso"].url
     assert result.stdout.splitlines() == [f"{url.removeprefix('http://')}\t{url}\t"]
+
+
+async def test_serve_over_http_zero_setup_then_stop_on_sigterm() -> None:
+    """The zero-setup default over HTTP: loopback only, the embedded sandbox, stopped cleanly by SIGTERM."""
+    command = [sys.executable, "-m", "server", "serve", "--transport", "http", "--port", "0"]
+    async with await anyio.open_process(command, env=CLEAN) as process:
+        assert process.stderr is not None
+        lines = TextReceiveStream(process.stderr)
+        seen = ""
+        with anyio.fail_after(60):
+            while "Serving MCP over streamable HTTP at " not in seen:
+                seen += await lines.receive()
+        url = seen.split("Serving MCP over streamable HTTP at ", 1)[1].split()[0]
+        async with Client(url) as client:
+            environments = structured(await client.call_tool("list_environments", {}))["environments"]
+        process.send_signal(signal.SIGTERM)
+        with anyio.fail_after(30):
+            code = await process.wait()
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
+    assert [environment["name"] for environment in environments] == ["contoso", "fabrikam"]
+    assert code == 0
