@@ -340,3 +340,28 @@ async def test_scopes_required_per_tool_and_for_the_whole_server(sandbox: Sandbo
         response = await http.post(f"{url}/mcp", json=body, headers=headers)
     assert response.status_code == 403
     assert 'error="insufficient_scope"' in response.headers["www-authenticate"]
+
+
+@pytest.mark.parametrize(("mode", "deleted"), [("2026-07-28", True), ("legacy", False)])
+async def test_delete_is_confirmed_by_the_user_over_stateless_http(sandbox: Sandbox, mode: str, deleted: bool) -> None:
+    """The 2026-07-28 protocol asks the user within the request; a legacy client without a session must confirm."""
+    from ..tools.test_session import answering
+
+    alice = await sign_in(sandbox, "alice")
+    async with (
+        running(http_settings(sandbox)) as url,
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {alice}"}, timeout=30) as http,
+        Client(
+            streamable_http_client(f"{url}/mcp", http_client=http), mode=mode, elicitation_callback=answering("accept")
+        ) as client,
+    ):
+        created = structured(await client.call_tool("create_record", {"table": "account", "values": {"name": "Gone"}}))
+        result = await client.call_tool("delete_record", {"table": "account", "id": created["id"]})
+        remaining = structured(
+            await client.call_tool("query_records", {"table": "account", "filter": "name eq 'Gone'"})
+        )
+    if deleted:
+        assert structured(result)["deleted"] is True and remaining["rows"] == []
+    else:
+        assert "call delete_record again with confirm: true" in error_text(result)
+        assert [row["accountid"] for row in remaining["rows"]] == [created["id"]]
