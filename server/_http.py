@@ -9,7 +9,6 @@ headers must name this server. TLS is the reverse proxy's job (docs/deployment.m
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +22,8 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from dataverse._transport import is_loopback
+
 from ._app import build_server, is_per_user
 from ._settings import ConfigurationError, ServerSettings
 from ._version import __version__
@@ -31,15 +32,6 @@ logger = logging.getLogger(__name__)
 
 MCP_PATH: Final = "/mcp"
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _url_host(host: str) -> str:
