@@ -81,7 +81,14 @@ def _user(name: str, full_name: str, number: int, roles: dict[str, Role], *, own
 
 
 # Sales staff who joined later: more users for tests of many concurrent callers, owning only what they create.
-_NEW_HIRES: Final = (("frank", "Frank Fisher"), ("grace", "Grace Gomez"), ("heidi", "Heidi Hall"), ("ivan", "Ivan Ito"))
+_NEW_HIRES: Final = (
+    ("frank", "Frank Fisher"),
+    ("grace", "Grace Gomez"),
+    ("heidi", "Heidi Hall"),
+    ("ivan", "Ivan Ito"),
+    ("judy", "Judy Jones"),
+    ("kevin", "Kevin Kim"),
+)
 
 
 USERS: Final = (

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sandbox_commands.add_parser("token", help="print a bearer token the sandbox accepts")
     token.add_argument("--data", type=Path, default=None, dest="token_data", help="the sandbox's data directory")
     token.add_argument(
-        "--user", default="admin", help="user name: admin, alice, bob, carol, dave, erin, frank, grace, heidi, ivan"
+        "--user",
+        default="admin",
+        help="user name: admin, alice, bob, carol, dave, erin, frank, grace, heidi, ivan, judy, kevin",
     )
     token.add_argument("--environment", default=None, help="environment name (default: the first)")
     token.add_argument("--lifetime", type=int, default=3600, help="seconds the token stays valid")

@@ -28,7 +28,7 @@ from ..tools.support import error_text, structured
 
 MCP_SERVER_APP = "c0000000-0000-4000-8000-000000000003"
 MCP_CLIENT_APP = "c0000000-0000-4000-8000-000000000004"
-CONTOSO_USERS = ["admin", "alice", "bob", "carol", "frank", "grace", "heidi", "ivan"]
+CONTOSO_USERS = ["admin", "alice", "bob", "carol", "frank", "grace", "heidi", "ivan", "judy", "kevin"]
 FULL_NAMES = {"alice": "Alice Anders", "bob": "Bob Baker", "frank": "Frank Fisher", "grace": "Grace Gomez"}
 
 
@@ -270,8 +270,7 @@ async def test_host_and_origin_must_name_the_server(sandbox: Sandbox, http: http
 
 
 async def test_200_concurrent_calls_from_10_users_stay_apart(sandbox: Sandbox) -> None:
-    users = [*CONTOSO_USERS, "alice", "bob"]  # ten callers; alice and bob twice, as two clients each
-    tokens = {user: await sign_in(sandbox, user) for user in set(users)}
+    tokens = {user: await sign_in(sandbox, user) for user in CONTOSO_USERS}
     for user in ("frank", "grace"):  # new hires own nothing yet: give them a row each, so a mix-up would show
         await sandbox_create(sandbox, user)
     mismatches: list[str] = []
@@ -293,7 +292,7 @@ async def test_200_concurrent_calls_from_10_users_stay_apart(sandbox: Sandbox) -
                 mismatches.append(user)
 
         async with anyio.create_task_group() as tasks:
-            for user in users:
+            for user in CONTOSO_USERS:
                 tasks.start_soon(session, user)
     assert calls == 200 and mismatches == []
 
