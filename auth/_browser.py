@@ -2,9 +2,9 @@
 
 A browser exists where one can be shown: `BROWSER` names one (as VS Code's remote sessions set it), or there
 is a desktop (Windows, macOS, or `DISPLAY`/`WAYLAND_DISPLAY` elsewhere). Python's `webbrowser` then picks it.
-Browsers that run in the terminal (lynx, w3m, ...) do not count: they would take over the terminal that
-`serve` speaks MCP on. A command-line browser is started with its standard streams detached, because what
-it prints (Chrome's "Opening in existing browser session.") must never reach `serve`'s stdout.
+Browsers that run in the terminal (lynx, w3m, ...) do not count: they would take over the terminal, or the
+standard streams `serve` speaks MCP on. A command-line browser is started with its standard streams
+detached: what it prints (Chrome's "Opening in existing browser session.") is not this program's output.
 """
 
 from __future__ import annotations

@@ -5,12 +5,14 @@ answer: follow a redirect, or submit the auto-posting form of `response_mode=for
 app's loopback receiver. `rewrite_url` and `rewrite_answer` let a test stand in the middle as an attacker.
 Every request has a timeout, so a mistake fails the test instead of hanging it.
 
-Also a command, for `BROWSER` in tests that run the CLI: `python -m tests.auth.browser --ca CA_FILE URL`.
+Also a command, for `BROWSER` in tests that run the CLI: `python -m tests.auth.browser --ca CA_FILE URL`;
+`--chatty` makes it print to stdout first, as Chrome does ("Opening in existing browser session.").
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import ssl
 import sys
 from collections.abc import Callable
@@ -23,6 +25,13 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx2
 
 TIMEOUT: Final = 10.0
+ROOT: Final = Path(__file__).resolve().parents[2]
+
+
+def browser_command(ca_file: Path, *options: str) -> dict[str, str]:
+    """Environment variables that make Python's `webbrowser` (so the product) open pages with this module."""
+    command = [sys.executable, "-m", "tests.auth.browser", "--ca", str(ca_file), *options, "%s"]
+    return {"BROWSER": shlex.join(command), "PYTHONPATH": str(ROOT)}
 
 
 class _FormReader(HTMLParser):
@@ -85,8 +94,11 @@ class SandboxBrowser:
 def main() -> int:
     parser = argparse.ArgumentParser(description="Follow a sandbox sign-in URL as a browser would.")
     parser.add_argument("--ca", type=Path, required=True, help="the sandbox's CA certificate")
+    parser.add_argument("--chatty", action="store_true", help="print to stdout, as real browsers do")
     parser.add_argument("url")
     arguments = parser.parse_args()
+    if arguments.chatty:
+        print("Opening in existing browser session.", flush=True)  # noqa: T201 - what the test guards against
     return 0 if SandboxBrowser(arguments.ca).open(arguments.url) else 1
 
 

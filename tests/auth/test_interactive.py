@@ -10,6 +10,7 @@ import base64
 import hashlib
 import re
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -211,3 +212,22 @@ async def test_in_serve_a_missing_browser_means_run_login(
     credential = make(sandbox, credentials, None, terminal=False)
     with pytest.raises(AuthError, match=r"no web browser can be opened here: run `dynamics-mcp login` first"):
         await credential.token(scope(sandbox))
+
+
+async def test_a_linux_machine_without_a_desktop_has_no_browser_to_open(
+    sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    credential = InteractiveCredential(
+        PUBLIC_APP,
+        Authority(sandbox.identity.base_url, sandbox.authority.rsplit("/", 1)[1]),
+        terminal=False,
+        ca_bundle=str(sandbox.ca_file),
+    )
+    try:
+        with pytest.raises(AuthError, match="no web browser can be opened here"):
+            await credential.token(scope(sandbox))
+    finally:
+        credential.close()
