@@ -22,6 +22,7 @@ SIGNED_IN_PAGE: Final = "Signed in to dynamics-mcp. You can close this tab and r
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    timeout = 10  # seconds a connection may stall mid-request before it is dropped
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

@@ -3,7 +3,7 @@
 Each credential builds its MSAL application once, lazily (its constructor does network I/O), and calls
 MSAL off the event loop. Concurrent requests for the same scope share one call (single-flight), and tokens
 are reused until shortly before they expire. `for_scope` binds a credential to one resource as the
-`dataverse.TokenProvider` a client needs.
+`dataverse.TokenProvider` a client needs. A person's own sign-in (device code, browser) is in `_user.py`.
 """
 
 from __future__ import annotations

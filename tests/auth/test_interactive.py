@@ -158,6 +158,15 @@ async def test_a_cancelled_sign_in_says_so(sandbox: Sandbox, credentials: list[I
     assert "Sign-in failed: AADSTS65004" in browser.receiver_pages[0]
 
 
+async def test_an_answer_for_another_sign_in_is_ignored(
+    sandbox: Sandbox, credentials: list[InteractiveCredential]
+) -> None:
+    forged = SandboxBrowser(sandbox.ca_file, rewrite_answer=lambda answer: {**answer, "state": "someone-elses"})
+    with pytest.raises(AuthError, match=r"did not finish within 0\.5 seconds"):
+        await make(sandbox, credentials, forged, login_hint="alice", timeout=0.5).token(scope(sandbox))
+    assert "not for the sign-in in progress" in forged.receiver_pages[0]
+
+
 class SilentBrowser:
     """Opens the page and then nothing happens: the person walked away."""
 
