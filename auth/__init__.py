@@ -1,5 +1,7 @@
-"""Token providers on MSAL: app (secret, certificate, managed identity), delegated user, on-behalf-of."""
+"""Token providers on MSAL: app (secret, certificate, managed identity), signed-in user (device code, browser),
+on-behalf-of."""
 
+from ._browser import Browser
 from ._cache import EncryptedTokenCache
 from ._certificate import ClientCertificate
 from ._errors import AuthError, CredentialError
@@ -9,15 +11,16 @@ from ._providers import (
     CertificateCredential,
     ClientSecretCredential,
     Credential,
-    DeviceCodeCredential,
     ManagedIdentityCredential,
     PasswordCredential,
     ScopedTokens,
 )
+from ._user import DeviceCodeCredential, InteractiveCredential
 
 __all__ = [
     "AuthError",
     "Authority",
+    "Browser",
     "CertificateCredential",
     "ClientCertificate",
     "ClientSecretCredential",
@@ -25,6 +28,7 @@ __all__ = [
     "CredentialError",
     "DeviceCodeCredential",
     "EncryptedTokenCache",
+    "InteractiveCredential",
     "ManagedIdentityCredential",
     "OnBehalfOfCredential",
     "OnBehalfOfExchange",

@@ -26,6 +26,14 @@ _EXPLANATIONS: Final = {
     70011: "The requested scope is not valid.",
     70016: "The sign-in has not been approved yet.",
     70020: "The device code expired before the sign-in was approved; run dynamics-mcp login again.",
+    50034: "The account does not exist in the tenant: sign in with a user of AZURE_TENANT_ID's directory.",
+    65004: "The sign-in was cancelled, or consent declined, in the browser; run dynamics-mcp login again.",
+    50058: "No user is signed in to the browser session; run dynamics-mcp login.",
+    50011: "The redirect URI is not registered: add http://localhost as a Mobile and desktop redirect URI of the app.",
+    54005: "The authorization code was already used: a sign-in response was replayed; run dynamics-mcp login again.",
+    70008: "The authorization code expired before it was redeemed; run dynamics-mcp login again.",
+    500112: "The sign-in response came back to another address than the sign-in asked for; sign in again.",
+    501481: "The sign-in response does not belong to this sign-in (its PKCE proof does not match); sign in again.",
 }
 
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from typing import Any, Final
 
 from ._certificate import ClientCertificate
-from ._providers import Authority, Credential, _MsalApplication
+from ._providers import Authority, Credential, MsalApplication
 
 MAX_USERS: Final = 1000
 
@@ -30,7 +30,7 @@ def _discarding_cache() -> Any:
     return DiscardingCache()
 
 
-class OnBehalfOfExchange(_MsalApplication):
+class OnBehalfOfExchange(MsalApplication):
     """The server's own identity (secret or certificate) exchanging users' tokens for downstream tokens."""
 
     def __init__(

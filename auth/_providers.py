@@ -3,17 +3,15 @@
 Each credential builds its MSAL application once, lazily (its constructor does network I/O), and calls
 MSAL off the event loop. Concurrent requests for the same scope share one call (single-flight), and tokens
 are reused until shortly before they expire. `for_scope` binds a credential to one resource as the
-`dataverse.TokenProvider` a client needs.
+`dataverse.TokenProvider` a client needs. A person's own sign-in (device code, browser) is in `_user.py`.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -175,7 +173,7 @@ def _access_token(result: dict[str, Any], what: str) -> AccessToken:
     return AccessToken(str(result["access_token"]), expiry)
 
 
-class _MsalApplication(Credential):
+class MsalApplication(Credential):
     """Shared construction of one MSAL application, built on first use in the worker thread."""
 
     def __init__(self, client_id: str, authority: Authority, *, ca_bundle: str | None = None) -> None:
@@ -209,7 +207,7 @@ class _MsalApplication(Credential):
             cache.remove_at(item)
 
 
-class ClientSecretCredential(_MsalApplication):
+class ClientSecretCredential(MsalApplication):
     """App-only with a client secret (AZURE_CLIENT_SECRET)."""
 
     def __init__(self, client_id: str, secret: str, authority: Authority, *, ca_bundle: str | None = None) -> None:
@@ -228,7 +226,7 @@ class ClientSecretCredential(_MsalApplication):
         return result
 
 
-class CertificateCredential(_MsalApplication):
+class CertificateCredential(MsalApplication):
     """App-only with a certificate: PEM or PFX, optional passphrase; `send_x5c` for subject-name/issuer auth."""
 
     def __init__(
@@ -261,7 +259,7 @@ class CertificateCredential(_MsalApplication):
         return result
 
 
-class PasswordCredential(_MsalApplication):
+class PasswordCredential(MsalApplication):
     """Resource-owner password (ROPC). Discouraged: no MFA, no conditional access; offered for parity only."""
 
     def __init__(self, client_id: str, username: str, password: str, authority: Authority, **options: Any) -> None:
@@ -289,49 +287,6 @@ class PasswordCredential(_MsalApplication):
                 self.username, self._password, [scope]
             )
         return result
-
-
-class DeviceCodeCredential(_MsalApplication):
-    """A user signed in with a device code; later tokens come silently from the (persistent) token cache."""
-
-    def __init__(
-        self,
-        client_id: str,
-        authority: Authority,
-        *,
-        cache: Any = None,
-        prompt: Callable[[str], None] | None = None,
-        on_cache_change: Callable[[], None] | None = None,
-        **options: Any,
-    ) -> None:
-        super().__init__(client_id, authority, **options)
-        self.cache = cache
-        self.prompt = prompt or (lambda message: print(message, file=sys.stderr, flush=True))  # noqa: T201
-        self.on_cache_change = on_cache_change or (lambda: None)
-        self.interactive = True
-
-    def _build(self) -> Any:
-        import msal
-
-        return msal.PublicClientApplication(self.client_id, token_cache=self.cache, **self._common())
-
-    def _acquire(self, scope: str, force_refresh: bool) -> dict[str, Any]:
-        application = self.application()
-        try:
-            for account in application.get_accounts():
-                silent = application.acquire_token_silent([scope], account=account, force_refresh=force_refresh)
-                if silent and "access_token" in silent:
-                    return dict(silent)
-            if not self.interactive:
-                raise AuthError(f"No signed-in user for {self.describe(scope)}: run `dynamics-mcp login` first.")
-            flow = application.initiate_device_flow(scopes=[scope])
-            if "user_code" not in flow:
-                return dict(flow)
-            self.prompt(str(flow["message"]))
-            result: dict[str, Any] = application.acquire_token_by_device_flow(flow)
-            return result
-        finally:
-            self.on_cache_change()
 
 
 class ManagedIdentityCredential(Credential):

@@ -108,13 +108,15 @@ USERS: Final = (
 @dataclass(frozen=True)
 class Application:
     """An app registration. A confidential one signs in with a secret or a certificate; `api` ones accept
-    user tokens for on-behalf-of. Its service principal is an application user where it has a role."""
+    user tokens for on-behalf-of. Its service principal is an application user where it has a role.
+    `redirect_uris` are where the authorization endpoint may send a signed-in user back to."""
 
     name: str
     client_id: uuid.UUID
     confidential: bool
     roles: dict[str, Role] = field(default_factory=dict)
     number: int = 0
+    redirect_uris: tuple[str, ...] = ()
 
     @property
     def application_user(self) -> User:
@@ -140,7 +142,14 @@ APPLICATIONS: Final = (
         "reporting-app", uuid.UUID("c0000000-0000-4000-8000-000000000002"), True, {"contoso": "Sales Reader"}, 2
     ),
     Application("mcp-server", uuid.UUID("c0000000-0000-4000-8000-000000000003"), confidential=True, number=3),
-    Application("mcp-client", uuid.UUID("c0000000-0000-4000-8000-000000000004"), confidential=False, number=4),
+    # A desktop (public) client, registered as MSAL documents it: loopback redirect URIs, any port.
+    Application(
+        "mcp-client",
+        uuid.UUID("c0000000-0000-4000-8000-000000000004"),
+        confidential=False,
+        number=4,
+        redirect_uris=("http://localhost", "http://127.0.0.1"),
+    ),
 )
 PRINCIPALS: Final = USERS + tuple(app.application_user for app in APPLICATIONS if app.roles)
 

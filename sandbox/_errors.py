@@ -1,13 +1,18 @@
-"""Errors the sandbox answers with, in the Web API's body shape and with Dataverse's real codes.
+"""Errors the sandbox answers with: the Web API's body shape with Dataverse's codes, and Entra ID's.
 
-Every failure leaves a handler as a `WebApiError`; the application turns it into
+Every Web API failure leaves a handler as a `WebApiError`; the application turns it into
 `{"error": {"code": "0x80040217", "message": "..."}}` with the HTTP status Dataverse uses.
-Codes and messages follow the Dataverse web service error codes reference.
+Codes and messages follow the Dataverse web service error codes reference. The identity provider's failures
+are `OAuthError`s, answered in Entra's token-endpoint body with an AADSTS code.
 """
 
 from __future__ import annotations
 
+import time
+import uuid
 from typing import Final
+
+from starlette.responses import JSONResponse
 
 NOT_FOUND: Final = "0x80040217"  # ObjectDoesNotExist
 DUPLICATE: Final = "0x80040237"  # DuplicateRecord: Cannot insert duplicate key
@@ -69,3 +74,26 @@ def etag_mismatch() -> WebApiError:
         CONCURRENCY_MISMATCH,
         "The version of the existing record doesn't match the RowVersion property provided.",
     )
+
+
+class OAuthError(Exception):
+    """An error answered in Entra's token-endpoint shape."""
+
+    def __init__(self, error: str, code: int, description: str, status: int = 400) -> None:
+        super().__init__(description)
+        self.error, self.code, self.description, self.status = error, code, description, status
+
+    @property
+    def message(self) -> str:
+        return f"AADSTS{self.code}: {self.description}"
+
+    def response(self) -> JSONResponse:
+        body = {
+            "error": self.error,
+            "error_description": self.message,
+            "error_codes": [self.code],
+            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
+            "trace_id": str(uuid.uuid4()),
+            "correlation_id": str(uuid.uuid4()),
+        }
+        return JSONResponse(body, status_code=self.status)

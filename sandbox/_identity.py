@@ -1,8 +1,9 @@
-"""A local identity provider that MSAL really talks to: OpenID discovery, JWKS and the token endpoint.
+"""A local identity provider that MSAL really talks to: OpenID discovery, JWKS, authorize and token endpoints.
 
 Served over TLS (see `_certificates.py`) at `https://127.0.0.1:<port>/<tenant>`, as Entra ID's v2.0
 endpoints are. Grants: client credentials with a secret or a certificate assertion, resource-owner password,
-device code (approved through `POST /_sandbox/device/approve`), refresh token, and on-behalf-of; plus the App
+device code (approved through `POST /_sandbox/device/approve`), authorization code with PKCE (signed in at
+the authorization endpoint, see `_authorization.py`), refresh token, and on-behalf-of; plus the App
 Service managed-identity endpoint on the plain discovery port. Errors use Entra's body shape and AADSTS codes.
 Secrets (client secrets, user passwords, the managed-identity header) are generated into `identity.json`
 in the data directory, owner-only, on first start.
@@ -27,7 +28,9 @@ from cryptography.hazmat.primitives import serialization
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ._authorization import Authorizations
 from ._directory import APPLICATIONS, TENANT_ID, USERS, Application, User, find_application, find_user
+from ._errors import OAuthError
 from ._tokens import SigningKey
 
 SECRETS_FILE: Final = "identity.json"
@@ -37,25 +40,6 @@ IGNORED_SCOPES: Final = frozenset({"openid", "profile", "offline_access"})
 JWT_BEARER: Final = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEVICE_CODE: Final = "urn:ietf:params:oauth:grant-type:device_code"
 ASSERTION_TYPE: Final = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-
-
-class OAuthError(Exception):
-    """An error answered in Entra's token-endpoint shape."""
-
-    def __init__(self, error: str, code: int, description: str, status: int = 400) -> None:
-        super().__init__(description)
-        self.error, self.code, self.description, self.status = error, code, description, status
-
-    def response(self) -> JSONResponse:
-        body = {
-            "error": self.error,
-            "error_description": f"AADSTS{self.code}: {self.description}",
-            "error_codes": [self.code],
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime()),
-            "trace_id": str(uuid.uuid4()),
-            "correlation_id": str(uuid.uuid4()),
-        }
-        return JSONResponse(body, status_code=self.status)
 
 
 def _b64url(data: bytes) -> str:
@@ -130,6 +114,7 @@ class IdentityProvider:
         self.base_url = ""  # https://127.0.0.1:<port>, set once listening
         self.devices: dict[str, PendingDevice] = {}
         self.refresh_tokens: dict[str, tuple[User, str, str]] = {}  # token -> (user, client id, scope)
+        self.authorizations = Authorizations(self.resource_of)
         self.requests = 0
         self.announced_keys: list[SigningKey] = []  # published before they sign anything, as Entra rotates keys
 
@@ -159,6 +144,8 @@ class IdentityProvider:
             if path == f"{tenant}/oauth2/v2.0/token" and request.method == "POST":
                 self.requests += 1
                 return JSONResponse(await self.token(dict(await request.form())))
+            if path == f"{tenant}/oauth2/v2.0/authorize" and request.method == "GET":
+                return self.authorizations.authorize(request.query_params)
             if path == f"{tenant}/oauth2/v2.0/devicecode" and request.method == "POST":
                 return JSONResponse(self.device_code(dict(await request.form())))
             if path.startswith("/common/userrealm/"):
@@ -166,6 +153,9 @@ class IdentityProvider:
             if path == "/_sandbox/device/approve" and request.method == "POST":
                 body = await request.json()
                 self.approve_device(str(body.get("user_code", "")), str(body.get("user", "")))
+                return Response(status_code=204)
+            if path == "/_sandbox/signin" and request.method == "POST":
+                self.set_browser_user((await request.json()).get("user"))
                 return Response(status_code=204)
             if path.startswith("/") and not path.startswith(tenant) and path.count("/") >= 2:
                 raise OAuthError("invalid_tenant", 90002, f"Tenant '{path.split('/')[1]}' not found.", 400)
@@ -181,6 +171,7 @@ class IdentityProvider:
             "device_authorization_endpoint": f"{self.authority}/oauth2/v2.0/devicecode",
             "jwks_uri": f"{self.authority}/discovery/v2.0/keys",
             "response_types_supported": ["code", "id_token", "code id_token", "token id_token"],
+            "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
@@ -212,6 +203,10 @@ class IdentityProvider:
                     "invalid_grant", 50126, "Error validating credentials due to invalid username or password."
                 )
             return self.user_tokens(user, app, scope)
+        if grant == "authorization_code":
+            self.authenticate_client(app, form, required=app.confidential)
+            issued = self.authorizations.redeem(app, form)
+            return self.user_tokens(issued.user, app, issued.scope, nonce=issued.nonce)
         if grant == DEVICE_CODE:
             return self.redeem_device_code(app, str(form.get("device_code", "")))
         if grant == "refresh_token":
@@ -367,28 +362,29 @@ class IdentityProvider:
             "access_token": self._access(subject, resource, str(app.client_id), scope=None),
         }
 
-    def user_tokens(self, user: User, app: Application, scope: str) -> dict[str, Any]:
+    def user_tokens(self, user: User, app: Application, scope: str, *, nonce: str | None = None) -> dict[str, Any]:
         resource = self.resource_of(scope)
         granted = scope.split()[0] if scope else ""
         permission = granted.rsplit("/", 1)[-1] if "/" in granted else "user_impersonation"
         refresh = secrets.token_urlsafe(32)
         self.refresh_tokens[refresh] = (user, str(app.client_id), scope)
         now = int(time.time())
-        id_token = self.signing_key.sign(
-            {
-                "aud": str(app.client_id),
-                "iss": self.issuer,
-                "iat": now,
-                "nbf": now,
-                "exp": now + ACCESS_LIFETIME,
-                "oid": str(user.object_id),
-                "sub": str(user.object_id),
-                "tid": str(TENANT_ID),
-                "preferred_username": user.upn,
-                "name": user.full_name,
-                "ver": "2.0",
-            }
-        )
+        identity: dict[str, Any] = {
+            "aud": str(app.client_id),
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ACCESS_LIFETIME,
+            "oid": str(user.object_id),
+            "sub": str(user.object_id),
+            "tid": str(TENANT_ID),
+            "preferred_username": user.upn,
+            "name": user.full_name,
+            "ver": "2.0",
+        }
+        if nonce is not None:  # echoed from the authorization request, as OpenID Connect requires
+            identity["nonce"] = nonce
+        id_token = self.signing_key.sign(identity)
         return {
             "token_type": "Bearer",
             "scope": " ".join(part for part in scope.split() if part not in IGNORED_SCOPES),
@@ -445,6 +441,16 @@ class IdentityProvider:
                 pending.user = user
                 return
         raise OAuthError("invalid_grant", 70000, "The user code or user is not known.")
+
+    def set_browser_user(self, name: object) -> None:
+        """Who signs in at the authorization endpoint when no login_hint names a user; None: the person cancels."""
+        if name is None:
+            self.authorizations.browser_user = None
+            return
+        user = find_user(name) if isinstance(name, str) else None
+        if user is None or user.application_id is not None:
+            raise OAuthError("invalid_request", 50034, f"The user account {name} does not exist in the directory.")
+        self.authorizations.browser_user = user.name
 
     def redeem_device_code(self, app: Application, device_code: str) -> dict[str, Any]:
         pending = self.devices.get(device_code)

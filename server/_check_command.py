@@ -45,7 +45,8 @@ async def check(settings: ServerSettings) -> int:
 
 
 async def login(settings: ServerSettings) -> int:
-    """Sign the user in with a device code (the code and URL go to stderr) and cache the tokens."""
+    """Sign the user in, in the browser where one can be opened, else with a device code (on stderr); cache the
+    tokens, encrypted, for `serve`."""
     if settings.auth_mode() not in ("device-code", "interactive"):
         raise ConfigurationError("login is for delegated sign-in: unset DATAVERSE_ACCESS_TOKEN and app credentials.")
     credential = build_credential(settings, interactive=True)

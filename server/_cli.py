@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
     environments.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     check = commands.add_parser("check", help="test the connection to each environment (WhoAmI, version, latency)")
     check.add_argument("--config", type=Path, default=None, help="TOML configuration file")
-    login = commands.add_parser("login", help="sign a user in with a device code and cache the tokens, encrypted")
+    login = commands.add_parser(
+        "login",
+        help="sign a user in (browser where one exists, else device code) and cache the tokens, encrypted",
+    )
     login.add_argument("--config", type=Path, default=None, help="TOML configuration file")
 
     sandbox = commands.add_parser(

@@ -16,6 +16,7 @@ from auth import (
     Credential,
     DeviceCodeCredential,
     EncryptedTokenCache,
+    InteractiveCredential,
     ManagedIdentityCredential,
     OnBehalfOfCredential,
     OnBehalfOfExchange,
@@ -40,7 +41,11 @@ def _require(value: object, setting: str, example: str) -> None:
 
 
 def build_credential(settings: ServerSettings, *, interactive: bool = False) -> Credential:
-    """The credential the settings describe (not yet used: MSAL is built on the first token request)."""
+    """The credential the settings describe (not yet used: MSAL is built on the first token request).
+
+    `interactive`: a person at a terminal (`dynamics-mcp login`) may be shown a device code. A signed-in user
+    signs in in the browser in `interactive` mode, and in `login` unless `device-code` was asked for by name.
+    """
     mode = settings.auth_mode()
     authority = Authority(settings.authority_host, settings.tenant_id or "organizations")
     ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
@@ -89,15 +94,25 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
         )
     if mode in ("device-code", "interactive"):
         cache = EncryptedTokenCache(settings.token_cache) if settings.token_cache else EncryptedTokenCache()
-        credential = DeviceCodeCredential(
-            client_id or DEFAULT_PUBLIC_CLIENT_ID,
+        public_client = client_id or DEFAULT_PUBLIC_CLIENT_ID
+        if mode == "interactive" or (interactive and settings.auth is None):
+            return InteractiveCredential(
+                public_client,
+                authority,
+                login_hint=settings.username,
+                cache=cache.cache,
+                on_cache_change=cache.save,
+                terminal=interactive,
+                ca_bundle=ca_bundle,
+            )
+        return DeviceCodeCredential(
+            public_client,
             authority,
             cache=cache.cache,
             on_cache_change=cache.save,
+            terminal=interactive,
             ca_bundle=ca_bundle,
         )
-        credential.interactive = interactive
-        return credential
     raise ConfigurationError(f"DYNAMICS_MCP_AUTH={mode} needs no credential object here.")
 
 

@@ -214,9 +214,10 @@ async def test_device_code_then_silent_reuse_from_the_encrypted_cache(sandbox: S
     assert (tmp_path / "cache.key").stat().st_mode & 0o077 == 0
     restarted = EncryptedTokenCache(tmp_path / "cache.bin", tmp_path / "cache.key")
     silent = keep(
-        DeviceCodeCredential(MCP_CLIENT_APP, authority(sandbox), cache=restarted.cache, ca_bundle=str(sandbox.ca_file))
+        DeviceCodeCredential(
+            MCP_CLIENT_APP, authority(sandbox), cache=restarted.cache, terminal=False, ca_bundle=str(sandbox.ca_file)
+        )
     )
-    silent.interactive = False
     assert await whoami(sandbox, silent, "user_impersonation") == "b0000000-0000-4000-8000-000000000003"
     with pytest.raises(AuthError, match="cannot be decrypted"):
         EncryptedTokenCache(tmp_path / "cache.bin", key=b"0" * 43 + b"=")

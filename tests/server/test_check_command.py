@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import ssl
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from sandbox import TENANT_ID, Sandbox
 
+from ..auth.browser import browser_command
 from ..auth.certificates import certificate_pem, make_certificate, write_pem, write_pfx
 
 APP = "c0000000-0000-4000-8000-000000000001"
@@ -23,7 +25,9 @@ CLEAN = {
     name: value
     for name, value in os.environ.items()
     if not name.startswith(("DATAVERSE_", "DYNAMICS_MCP_", "AZURE_", "IDENTITY_"))
+    and name not in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY")  # no browser of this machine opens in a test
 }
+FAILING_BROWSER = {"BROWSER": shlex.join([sys.executable, "-c", "raise SystemExit(3)", "%s"])}
 
 
 def base_env(sandbox: Sandbox, tmp_path: Path, **variables: str) -> dict[str, str]:
@@ -120,8 +124,19 @@ async def test_check_on_behalf_of_a_user(sandbox: Sandbox, tmp_path: Path) -> No
     expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000004")
 
 
-async def test_login_with_a_device_code_then_check_reuses_the_cache(sandbox: Sandbox, tmp_path: Path) -> None:
-    env = base_env(sandbox, tmp_path, AZURE_CLIENT_ID=PUBLIC_APP)
+@pytest.mark.parametrize(
+    ("variables", "fallback"),
+    [
+        ({"DYNAMICS_MCP_AUTH": "device-code", "OPEN_BROWSER": "yes"}, False),  # asked for by name: no browser
+        ({"OPEN_BROWSER": "fails"}, True),
+    ],
+    ids=["device-code-mode", "browser-fails"],
+)
+async def test_login_with_a_device_code_then_check_reuses_the_cache(
+    sandbox: Sandbox, tmp_path: Path, variables: dict[str, str], fallback: bool
+) -> None:
+    browser = browser_command(sandbox.ca_file) if variables.pop("OPEN_BROWSER") == "yes" else FAILING_BROWSER
+    env = base_env(sandbox, tmp_path, AZURE_CLIENT_ID=PUBLIC_APP, **browser, **variables)
     process = await anyio.open_process([sys.executable, "-m", "server", "login"], env=env)
     try:
         assert process.stderr is not None
@@ -141,9 +156,25 @@ async def test_login_with_a_device_code_then_check_reuses_the_cache(sandbox: San
         if process.returncode is None:
             process.kill()
         await process.aclose()
+    assert (b"device code instead: the web browser could not be opened" in message) is fallback
+    assert b"Opening your web browser" not in message or fallback
     cache = (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
     assert b"eyJ" not in cache and b"refresh_token" not in cache
-    expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000002")
+    if not fallback:  # once is enough to show that serve and check find the user login signed in
+        expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000002")
+
+
+async def test_login_signs_in_in_the_browser_where_there_is_one(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = base_env(
+        sandbox, tmp_path, AZURE_CLIENT_ID=PUBLIC_APP, AZURE_USERNAME="carol", **browser_command(sandbox.ca_file)
+    )
+    status, out, err = await run("login", env)
+    assert status == 0, err
+    assert out == ""
+    assert "Opening your web browser to sign in" in err and "Signed in" in err and "device code" not in err
+    cache = (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
+    assert b"eyJ" not in cache and b"refresh_token" not in cache
+    expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000004")
 
 
 @pytest.mark.parametrize(

@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
 from mcp import Client, StdioServerParameters
 
-from sandbox import Sandbox
+from sandbox import TENANT_ID, Sandbox
 
+from ..auth.browser import browser_command
 from ..tools.support import structured
 
 MODES = ["2026-07-28", "legacy"]
 CLEAN = {
-    name: value for name, value in os.environ.items() if not name.startswith(("DATAVERSE_", "DYNAMICS_MCP_", "AZURE_"))
+    name: value
+    for name, value in os.environ.items()
+    if not name.startswith(("DATAVERSE_", "DYNAMICS_MCP_", "AZURE_"))
+    and name not in ("BROWSER", "DISPLAY", "WAYLAND_DISPLAY")  # no browser of this machine opens in a test
 }
 
 
@@ -55,6 +61,35 @@ async def test_an_environment_from_dataverse_url_and_access_token(sandbox: Sandb
     assert environments["environments"][0]["url"] == sandbox.environments["fabrikam"].url
     assert rows and {row["ownerid"]["name"] for row in rows} == {"Dave Diaz"}
     assert created["created"] is True
+
+
+async def test_interactive_mode_signs_in_in_the_browser_and_keeps_stdout_for_mcp(
+    sandbox: Sandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = {
+        **CLEAN,
+        "DATAVERSE_URL": sandbox.environments["contoso"].url,
+        "DYNAMICS_MCP_AUTH": "interactive",
+        "AZURE_AUTHORITY_HOST": sandbox.identity.base_url,
+        "AZURE_TENANT_ID": str(TENANT_ID),
+        "AZURE_CLIENT_ID": "c0000000-0000-4000-8000-000000000004",
+        "AZURE_USERNAME": "carol@contoso.example",
+        "SSL_CERT_FILE": str(sandbox.ca_file),
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_CACHE_HOME": str(tmp_path / "cache"),
+        # This browser prints to stdout, as Chrome does: none of it may reach the MCP client's stream.
+        **browser_command(sandbox.ca_file, "--chatty"),
+    }
+    caplog.set_level(logging.ERROR, logger="mcp")
+    async with Client(stdio(env)) as client:
+        found = structured(
+            await client.call_tool("query_records", {"table": "account", "filter": "accountnumber eq 'A-1001'"})
+        )
+        again = structured(await client.call_tool("query_records", {"table": "contact", "top": 1}))
+    assert found["rows"][0]["name"] == "Contoso Ltd" and again["rows"]
+    assert {record.object_id for record in sandbox.request_log.records} == {"a0000000-0000-4000-8000-000000000004"}
+    assert not [record for record in caplog.records if "parse" in record.getMessage().lower()]
+    assert b"eyJ" not in (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
 
 
 def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
