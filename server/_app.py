@@ -16,7 +16,14 @@ from pathlib import Path
 import httpx2
 from mcp.server.mcpserver import MCPServer
 
-from dataverse import ConnectionSettings, DataverseClient, StaticTokenProvider, TokenProvider, build_http_client
+from dataverse import (
+    ConnectionSettings,
+    DataverseClient,
+    RetryPolicy,
+    StaticTokenProvider,
+    TokenProvider,
+    build_http_client,
+)
 from tools import AppState, Environment, Policy, build_tools, choose_environment
 
 from ._credentials import build_credential, scope_for
@@ -57,24 +64,30 @@ def user_agent() -> str:
 
 
 def _client(
-    http: httpx2.AsyncClient, settings: ServerSettings, url: str, version: str, tokens: TokenProvider
+    http: httpx2.AsyncClient,
+    settings: ServerSettings,
+    url: str,
+    version: str,
+    tokens: TokenProvider,
+    retry: RetryPolicy | None,
 ) -> DataverseClient:
     return DataverseClient(
         http,
         url,
         tokens,
         api_version=version,
+        retry=retry,
         max_concurrency=settings.max_concurrency,
         user_agent=user_agent(),
     )
 
 
 async def open_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None = None
 ) -> StaticEnvironments:
     configured = settings.configured_environments()
     if not configured:
-        return await _sandbox_environments(settings, http, stack)
+        return await _sandbox_environments(settings, http, stack, retry)
     mode = settings.auth_mode()
     if mode != "token":
         credential = build_credential(settings)
@@ -90,6 +103,7 @@ async def open_environments(
                     environment.url,
                     environment.api_version,
                     credential.for_scope(scope_for(mode, environment.url)),
+                    retry,
                 ),
             )
             for environment in configured
@@ -104,13 +118,13 @@ async def open_environments(
                 "or access_token in the environment's [[environments]] entry."
             )
         tokens = StaticTokenProvider(token.get_secret_value())
-        client = _client(http, settings, environment.url, environment.api_version, tokens)
+        client = _client(http, settings, environment.url, environment.api_version, tokens, retry)
         environments.append(Environment(environment.display_name(), environment.url, environment.name, client))
     return StaticEnvironments(environments, identity="token", default=settings.default_environment)
 
 
 async def _sandbox_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
 ) -> StaticEnvironments:
     from sandbox import Sandbox  # only the zero-setup default needs it
 
@@ -133,6 +147,7 @@ async def _sandbox_environments(
                 environment.url,
                 "v9.2",
                 StaticTokenProvider(sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)),
+                retry,
             ),
         )
         for name, environment in sandbox.environments.items()
@@ -142,8 +157,11 @@ async def _sandbox_environments(
     )
 
 
-def build_server(settings: ServerSettings) -> MCPServer[AppState]:
-    """The MCP server for these settings; its lifespan owns the HTTP client and the environments."""
+def build_server(settings: ServerSettings, *, retry: RetryPolicy | None = None) -> MCPServer[AppState]:
+    """The MCP server for these settings; its lifespan owns the HTTP client and the environments.
+
+    `retry` replaces the default retry policy, e.g. with one whose clock does not wait (tests).
+    """
     policy = Policy(
         read_only=settings.read_only, allowed_tables=settings.allowed_tables, denied_tables=settings.denied_tables
     )
@@ -153,7 +171,7 @@ def build_server(settings: ServerSettings) -> MCPServer[AppState]:
         connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
         async with AsyncExitStack() as stack:
             http = await stack.enter_async_context(build_http_client(connection))
-            environments = await open_environments(settings, http, stack)
+            environments = await open_environments(settings, http, stack, retry)
             yield AppState(environments=environments, policy=policy)
 
     return MCPServer[AppState](
