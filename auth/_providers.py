@@ -203,7 +203,8 @@ class MsalApplication(Credential):
         import msal
 
         cache = self.application().token_cache
-        for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=[scope]):
+        # search() is a generator over the cache's own dict: collect first, then remove.
+        for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN, target=[scope])):
             cache.remove_at(item)
 
 

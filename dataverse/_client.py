@@ -8,7 +8,8 @@ client-generated primary key, so a retry after an unclear failure can never dupl
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import quote
@@ -38,6 +39,7 @@ RowKey = str | uuid.UUID | Mapping[str, LiteralValue]
 UpsertMode = Literal["create_or_update", "create_only", "update_only"]
 MAX_PAGE_SIZE: Final = 5000
 ALL_ANNOTATIONS: Final = 'odata.include-annotations="*"'
+NOTHING_WRITTEN: Final = "Nothing was written."
 
 
 @dataclass(frozen=True)
@@ -65,11 +67,15 @@ class Page:
 
 @dataclass(frozen=True)
 class Written:
-    """The outcome of a write: the row's id, and the row itself when it was asked for."""
+    """The outcome of a write: the row's id, and the row itself when it was asked for.
+
+    `created` is None when an upsert was repeated after an unclear failure and the repeat found the row: the
+    earlier attempt may have created it, or it existed before.
+    """
 
     id: str
     row: Row | None = None
-    created: bool = True
+    created: bool | None = True
 
 
 class DataverseClient:
@@ -257,23 +263,32 @@ class DataverseClient:
         self, table: str, values: Mapping[str, Any], *, return_row: bool = False, select: list[str] | None = None
     ) -> Written:
         """Create a row with a client-generated id, so a retried create can never make a second row."""
-        summary = await self.resolve_table(table)
+        with _write_outcome():
+            summary = await self.resolve_table(table)
         body = dict(values)
         row_id = str(body.get(summary.primary_id) or uuid.uuid4())
         body[summary.primary_id] = row_id
         headers = {"Prefer": "return=representation"} if return_row else {}
         params = ODataQuery(select=select or ()).params() if return_row else None
-        outcome = await self.transport.send(
-            "POST",
-            self.transport.url(summary.entity_set_name),
-            repeatability="create",
-            params=params,
-            json=body,
-            headers=headers,
+        unclear = (
+            f"The {summary.logical_name} row may or may not have been created: read row {row_id} to check; "
+            f"a retry that sets {summary.primary_id} to {row_id} cannot create a second row."
         )
+        with _write_outcome(unclear):
+            outcome = await self.transport.send(
+                "POST",
+                self.transport.url(summary.entity_set_name),
+                repeatability="create",
+                params=params,
+                json=body,
+                headers=headers,
+            )
         row = None
         if return_row:
-            row = await self.get(table, row_id, select=select) if outcome.landed_earlier else outcome.response.json()
+            with _written_already(f"The {summary.logical_name} row {row_id} was created; only reading it back failed."):
+                row = (
+                    await self.get(table, row_id, select=select) if outcome.landed_earlier else outcome.response.json()
+                )
         return Written(row_id, row, created=True)
 
     async def update(
@@ -321,7 +336,9 @@ class DataverseClient:
         return_row: bool,
         select: list[str] | None,
     ) -> Written:
-        summary = await self.resolve_table(table)
+        with _write_outcome():
+            summary = await self.resolve_table(table)
+            row_text = f"{summary.logical_name} row {key_segment(key)}"
         # Always ask for the row back (only its id unless columns are wanted): without a representation the
         # service answers 204 to both outcomes, and the caller must know whether the row was created.
         headers = {"Prefer": "return=representation"}
@@ -330,33 +347,61 @@ class DataverseClient:
         if if_none_match:
             headers["If-None-Match"] = if_none_match
         columns = (select or ()) if return_row else [summary.primary_id]
-        outcome = await self.transport.send(
-            "PATCH",
-            self.transport.url(self._entity_path(summary.entity_set_name, key)),
-            # create-only is refused once the row exists: a retry must recognise its own earlier success
-            repeatability="create" if if_none_match else "safe",
-            params=ODataQuery(select=columns).params(),
-            json=dict(values),
-            headers=headers,
-        )
+        operation = "update" if if_match else "upsert"
+        with _write_outcome(f"The {operation} of {row_text} may or may not have been applied: read the row to check."):
+            outcome = await self.transport.send(
+                "PATCH",
+                self.transport.url(self._entity_path(summary.entity_set_name, key)),
+                # create-only is refused once the row exists: a retry must recognise its own earlier success
+                repeatability="create" if if_none_match else "safe",
+                params=ODataQuery(select=columns).params(),
+                json=dict(values),
+                headers=headers,
+            )
         if outcome.landed_earlier:
-            landed = await self.get(table, key, select=list(columns), annotations=False)
+            with _written_already(f"The {row_text} was created; only reading it back failed."):
+                landed = await self.get(table, key, select=list(columns), annotations=False)
             return Written(str(landed[summary.primary_id]), landed if return_row else None, created=True)
         row: Row = outcome.response.json()
-        return Written(
-            str(row[summary.primary_id]), row if return_row else None, created=outcome.response.status_code == 201
-        )
+        created: bool | None = outcome.response.status_code == 201
+        if outcome.after_unclear and not created and operation == "upsert":
+            created = None  # a repeat that found the row cannot tell whether its own earlier attempt created it
+        return Written(str(row[summary.primary_id]), row if return_row else None, created=created)
 
     async def delete(self, table: str, key: RowKey, *, etag: str | None = None) -> None:
         """Delete a row; with `etag`, only if it has not changed since."""
-        summary = await self.resolve_table(table)
+        with _write_outcome():
+            summary = await self.resolve_table(table)
+            row_text = f"{summary.logical_name} row {key_segment(key)}"
         headers = {"If-Match": etag} if etag else {}
-        await self.transport.send(
-            "DELETE",
-            self.transport.url(self._entity_path(summary.entity_set_name, key)),
-            repeatability="safe",
-            headers=headers,
-        )
+        with _write_outcome(f"The {row_text} may or may not have been deleted: read it to check."):
+            await self.transport.send(
+                "DELETE",
+                self.transport.url(self._entity_path(summary.entity_set_name, key)),
+                repeatability="safe",
+                headers=headers,
+            )
+
+
+@contextmanager
+def _write_outcome(unclear: str = NOTHING_WRITTEN) -> Iterator[None]:
+    """A failure here says what was written: `unclear` if the write may have been carried out, else nothing."""
+    try:
+        yield
+    except DataverseError as error:
+        if error.written is None:
+            error.written = unclear if error.may_have_written else NOTHING_WRITTEN
+        raise
+
+
+@contextmanager
+def _written_already(landed: str) -> Iterator[None]:
+    """A failure here, after the write landed, says so."""
+    try:
+        yield
+    except DataverseError as error:
+        error.written = landed
+        raise
 
 
 def _prefer(page_size: int, annotations: bool) -> str:

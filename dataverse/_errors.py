@@ -14,8 +14,8 @@
         ServiceUnavailable      500, 502, 503, 504 after the retries
       UnknownTable              no table by that name; knows the closest names
 
-Messages are for people: what failed, Dataverse's code and message, what to do next. They never hold a token
-or a URL's query values.
+Messages are for people: what failed, Dataverse's code and message, what a failed write did and did not write,
+what to do next. They never hold a token or a URL's query values.
 """
 
 from __future__ import annotations
@@ -60,9 +60,16 @@ class DataverseError(Exception):
         self.message = message
         if hint is not None:
             self.hint = hint
+        # A write that failed unclearly (dropped connection, timeout, 5xx) may have been carried out all the same.
+        self.may_have_written = False
+        # What a failed write did and did not write, in words; set by the client's write methods.
+        self.written: str | None = None
+
+    def _parts(self) -> str:
+        return " ".join(part for part in (self.message, self.written, self.hint) if part)
 
     def __str__(self) -> str:
-        return f"{self.message} {self.hint}".strip()
+        return self._parts()
 
 
 class TransportError(DataverseError):
@@ -100,7 +107,7 @@ class ServiceError(DataverseError):
 
     def __str__(self) -> str:
         code = f" ({self.code_text})" if self.code is not None else ""
-        return f"Dataverse answered {self.status}{code}: {self.message} {self.hint}".strip()
+        return f"Dataverse answered {self.status}{code}: {self._parts()}"
 
 
 class AuthenticationFailed(ServiceError):

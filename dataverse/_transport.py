@@ -22,6 +22,7 @@ import httpx2
 from ._errors import (
     DataverseError,
     DuplicateRecord,
+    NotFound,
     RequestTimeout,
     ServiceError,
     Throttled,
@@ -42,6 +43,9 @@ LOOPBACK_NAMES: Final = frozenset({"localhost"})
 #   "create"  a POST with a client-generated primary key: a repeat can be recognised, see send()
 #   "unsafe"  anything else: only retried when it certainly did not run (429, connection refused)
 Repeatability = Literal["safe", "create", "unsafe"]
+READS: Final = frozenset({"GET", "HEAD"})
+# Failures before the request left this process: it certainly did not run.
+NEVER_SENT: Final = (httpx2.ConnectError, httpx2.ConnectTimeout, httpx2.PoolTimeout)
 
 
 def is_loopback(host: str) -> bool:
@@ -74,10 +78,11 @@ def api_base_url(environment_url: str, api_version: str = DEFAULT_API_VERSION) -
 
 @dataclass(frozen=True)
 class Outcome:
-    """A successful response, and whether a create only succeeded because an earlier attempt landed."""
+    """A successful response; whether it only succeeded because an earlier attempt landed, or may have."""
 
     response: httpx2.Response
-    landed_earlier: bool = False
+    landed_earlier: bool = False  # a repeat met the earlier attempt's result (duplicate key, row gone)
+    after_unclear: bool = False  # an earlier attempt failed unclearly: it may have been carried out
 
 
 class Transport:
@@ -108,6 +113,11 @@ class Transport:
         """Whether `url` belongs to this environment's Web API (never send the token elsewhere)."""
         return url.startswith(self.api_url + "/") or url == self.api_url
 
+    @property
+    def origin(self) -> str:
+        parts = urlsplit(self.api_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
     def _follow_dop_hint(self, response: httpx2.Response) -> None:
         hint = response.headers.get("x-ms-dop-hint")
         if hint and hint.isdigit() and int(hint) > 0:
@@ -125,10 +135,14 @@ class Transport:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> Outcome:
-        """Send one request with retries; raises a DataverseError subclass on failure."""
+        """Send one request with retries; raises a DataverseError subclass on failure.
+
+        A write's error says in `may_have_written` whether any attempt may have been carried out.
+        """
         if not self.is_own_url(url):
             raise TransportError(f"Refusing to send a request outside {self.api_url}.")
         waited, attempt, force_refresh, refreshed = 0.0, 0, False, False
+        unclear = False  # an earlier attempt of this write failed in a way that may have left it carried out
         while True:
             attempt += 1
             token = await self.tokens.token(force_refresh=force_refresh)
@@ -147,32 +161,39 @@ class Transport:
             try:
                 async with self.limiter:
                     response = await self.http.request(method, url, params=params, json=json, headers=request_headers)
-            except (httpx2.ConnectError, httpx2.ConnectTimeout) as error:
+            except NEVER_SENT as error:
                 # The request never reached the service: repeating it is always safe.
                 delay = self._retry_delay(attempt, waited, None)
                 if delay is None:
-                    raise _transport_error(error) from error
+                    raise self._give_up(_transport_error(error, self.origin), method, unclear) from error
             except httpx2.TransportError as error:
+                unclear = True
                 delay = self._retry_delay(attempt, waited, None) if repeatability != "unsafe" else None
                 if delay is None:
-                    raise _transport_error(error) from error
+                    raise self._give_up(_transport_error(error, self.origin), method, unclear) from error
             else:
                 self._follow_dop_hint(response)
                 if response.is_success or response.status_code == 304:
-                    return Outcome(response)
+                    return Outcome(response, after_unclear=unclear and method not in READS)
                 failure = _failure(response)
                 if response.status_code == 401 and not refreshed:
                     refreshed = force_refresh = True
                     continue
-                if attempt > 1 and repeatability == "create" and isinstance(failure, DuplicateRecord):
-                    # Our own client-generated key already exists: an earlier attempt was committed.
-                    return Outcome(response, landed_earlier=True)
+                if unclear and _is_earlier_result(method, repeatability, failure):
+                    return Outcome(response, landed_earlier=True, after_unclear=True)
+                # A 5xx may come from a gateway after the service committed; 4xx and 429 mean nothing ran.
+                unclear = unclear or failure.status >= 500
                 delay = self._delay_for(failure, repeatability, attempt, waited)
                 if delay is None:
-                    raise failure
+                    raise self._give_up(failure, method, unclear)
             logger.debug("retrying %s after %.2fs (attempt %d)", method, delay, attempt)
             waited += delay
             await self.retry.sleep(delay)
+
+    @staticmethod
+    def _give_up(failure: DataverseError, method: str, unclear: bool) -> DataverseError:
+        failure.may_have_written = unclear and method not in READS
+        return failure
 
     def _retry_delay(self, attempt: int, waited: float, retry_after: float | None) -> float | None:
         policy = self.retry
@@ -208,10 +229,20 @@ def _failure(response: httpx2.Response) -> ServiceError:
     return error_from_response(response.status_code, body, request_id=request_id, retry_after=retry_after)
 
 
-def _transport_error(error: httpx2.TransportError) -> DataverseError:
+def _is_earlier_result(method: str, repeatability: Repeatability, failure: ServiceError) -> bool:
+    """Whether a repeat's failure is what an earlier, unclear attempt that was carried out leaves behind."""
+    if repeatability == "create" and isinstance(failure, DuplicateRecord):
+        return True  # our own client-generated key already exists
+    return method == "DELETE" and isinstance(failure, NotFound)  # the row is gone
+
+
+def _transport_error(error: httpx2.TransportError, origin: str) -> DataverseError:
     if isinstance(error, httpx2.TimeoutException):
         kind = "connecting" if isinstance(error, httpx2.ConnectTimeout) else "waiting for the answer"
         return RequestTimeout(f"Timed out {kind} to Dataverse.")
     if isinstance(error, httpx2.ConnectError):
-        return TransportError("Could not connect to the Dataverse environment.")
-    return TransportError(f"The connection to Dataverse failed before a complete answer ({type(error).__name__}).")
+        return TransportError(f"Could not connect to the Dataverse environment at {origin}: it is unreachable.")
+    return TransportError(
+        f"The connection to Dataverse failed before a complete answer ({type(error).__name__}).",
+        hint="The network or the service cut the connection; try again in a moment.",
+    )

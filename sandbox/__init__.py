@@ -6,7 +6,7 @@ It stands in for Microsoft's services, so it shares no code with the client it t
 
 from ._app import RequestLog, RequestRecord, Sandbox, mint_token, read_endpoints
 from ._directory import ENVIRONMENTS, TENANT_ID, USERS, EnvironmentSpec, User, find_user
-from ._faults import Fault, FaultInjector
+from ._faults import Fault, FaultInjector, FaultKind
 from ._tokens import SigningKey, TokenRejected
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "EnvironmentSpec",
     "Fault",
     "FaultInjector",
+    "FaultKind",
     "RequestLog",
     "RequestRecord",
     "Sandbox",

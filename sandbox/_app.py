@@ -15,11 +15,12 @@ import json
 import logging
 import socket
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import anyio
 import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -62,6 +63,20 @@ class RequestRecord:
 @dataclass
 class RequestLog:
     records: deque[RequestRecord] = field(default_factory=lambda: deque(maxlen=10000))
+    _appended: anyio.Event | None = field(default=None, repr=False)
+
+    def append(self, record: RequestRecord) -> None:
+        self.records.append(record)
+        if self._appended is not None:
+            self._appended.set()
+            self._appended = None
+
+    async def wait_until(self, condition: Callable[[Sequence[RequestRecord]], bool]) -> None:
+        """Return once `condition` holds for the records: a request a client gave up on still finishes later."""
+        while not condition(self.records):
+            if self._appended is None:
+                self._appended = anyio.Event()
+            await self._appended.wait()
 
     def as_json(self) -> list[dict[str, Any]]:
         return [record.__dict__ for record in self.records]
@@ -92,7 +107,7 @@ class RequestLogMiddleware:
             authorization = headers.get(b"authorization", b"").decode("latin-1")
             token = authorization.partition(" ")[2].strip() or None
             claims = scope.get("state", {}).get("claims") or {}
-            self.log.records.append(
+            self.log.append(
                 RequestRecord(
                     site=self.sites.get(scope["server"][1], "?"),
                     method=scope["method"],
@@ -146,6 +161,7 @@ class Sandbox:
         self.environments: dict[str, Environment] = {}
         self.discovery_url = ""
         self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+        self._ports: list[int] = []  # the ports of the first start; a restart serves on them again
         self._signing_key: SigningKey | None = None
         self._identity: IdentityProvider | None = None
 
@@ -203,9 +219,10 @@ class Sandbox:
     async def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         stores = self._open_stores()
-        sockets = [
-            _bind(self.host, self.port if self.port == 0 else self.port + index) for index in range(len(stores) + 2)
-        ]
+        # Started again, it keeps its URLs: clients keep working and tokens (whose audience is a URL) stay valid.
+        ports = self._ports or [0 if self.port == 0 else self.port + index for index in range(len(stores) + 2)]
+        sockets = [_bind(self.host, port) for port in ports]
+        self._ports = [sock.getsockname()[1] for sock in sockets]
         host = f"[{self.host}]" if ":" in self.host else self.host
         identity_socket = sockets.pop()
         self.identity.base_url = f"https://{host}:{identity_socket.getsockname()[1]}"
@@ -313,6 +330,7 @@ class Sandbox:
         (self.data_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints, indent=2) + "\n", encoding="utf-8")
 
     async def stop(self) -> None:
+        """Stop serving; `start` serves the same data again, on the same ports."""
         for server, _ in self._servers:
             server.should_exit = True
         for _, task in self._servers:
@@ -341,6 +359,12 @@ class Sandbox:
 
     def discovery_token(self, user: str = "admin", *, lifetime: int = 3600) -> str:
         return mint_token(self.signing_key, user, self.discovery_url, self.authority, lifetime=lifetime)
+
+    def expire_tokens(self) -> None:
+        """Refuse every token presented so far as expired, as when a session's token runs out mid-session."""
+        self.signing_key.expired.update(
+            record.token_sha256 for record in self.request_log.records if record.token_sha256 is not None
+        )
 
 
 def mint_token(key: SigningKey, user_name: str, audience: str, authority: str, *, lifetime: int = 3600) -> str:

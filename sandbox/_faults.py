@@ -5,7 +5,7 @@ generator, so a test run is repeatable). Kinds:
     status      answer `status` instead of running the request (429 carries Retry-After and the real
                 service-protection error; 503 the gateway's)
     after       run the request (a write is committed), then answer `status` instead of its response
-    delay       wait `delay` seconds, then run the request normally
+    delay       receive the request, wait `delay` seconds, then run it normally (even if the client gave up)
     drop        close the connection without a complete response, before running the request
     drop_after  run the request, then close the connection without a complete response
 Tests set faults through `Sandbox.faults` or `POST /_sandbox/faults` with the same fields as JSON.
@@ -125,8 +125,10 @@ class FaultMiddleware:
             await self.app(scope, receive, send)
             return
         if fault.kind == "delay":
+            # The service holds the whole request before it is slow, so it runs it even if the client stops waiting.
+            received = await _whole_request(receive)
             await anyio.sleep(fault.delay)
-            await self.app(scope, receive, send)
+            await self.app(scope, _replay(received, receive), send)
             return
         if fault.kind in ("after", "drop_after"):
             await self.app(scope, receive, _discard)
@@ -141,6 +143,25 @@ class FaultMiddleware:
 
 async def _discard(message: Message) -> None:
     """Swallow the real response of a request whose answer the fault replaces."""
+
+
+async def _whole_request(receive: Receive) -> list[Message]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body"):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """`receive` that first hands out `messages` again."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
 
 
 def fault_from_json(data: Any) -> Fault:

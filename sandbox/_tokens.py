@@ -12,7 +12,7 @@ import hashlib
 import os
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -36,15 +36,20 @@ def _base64url(data: bytes) -> str:
 
 @dataclass(frozen=True)
 class SigningKey:
-    """The sandbox's token-signing key pair."""
+    """The sandbox's token-signing key pair, and the tokens it no longer accepts."""
 
     private_key: rsa.RSAPrivateKey
+    # SHA-256 digests of tokens treated as expired before their `exp` (Sandbox.expire_tokens).
+    expired: set[str] = field(default_factory=set, compare=False)
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> SigningKey:
         path = data_dir / KEY_FILE
         if path.exists():
-            loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            # The sandbox wrote this key itself: checking the RSA numbers again costs ~0.15 s on every start.
+            loaded = serialization.load_pem_private_key(
+                path.read_bytes(), password=None, unsafe_skip_rsa_key_validation=True
+            )
             if not isinstance(loaded, rsa.RSAPrivateKey):
                 raise TypeError(f"{path} does not hold an RSA private key")
             return cls(loaded)
@@ -132,4 +137,6 @@ class SigningKey:
             raise TokenRejected(f"The access token has no '{error.claim}' claim.") from None
         except jwt.PyJWTError:
             raise TokenRejected("The access token is malformed.") from None
+        if hashlib.sha256(token.encode()).hexdigest() in self.expired:
+            raise TokenRejected("The access token has expired.")
         return claims

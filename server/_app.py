@@ -24,6 +24,7 @@ from dataverse import (
     DISCOVERY_BY_AUTHORITY,
     ConnectionSettings,
     DataverseClient,
+    RetryPolicy,
     StaticTokenProvider,
     TokenProvider,
     build_http_client,
@@ -72,34 +73,42 @@ def user_agent() -> str:
 
 
 def _client(
-    http: httpx2.AsyncClient, settings: ServerSettings, url: str, version: str, tokens: TokenProvider
+    http: httpx2.AsyncClient,
+    settings: ServerSettings,
+    url: str,
+    version: str,
+    tokens: TokenProvider,
+    retry: RetryPolicy | None = None,
 ) -> DataverseClient:
     return DataverseClient(
         http,
         url,
         tokens,
         api_version=version,
+        retry=retry,
         max_concurrency=settings.max_concurrency,
         user_agent=user_agent(),
     )
 
 
 def _connector(
-    http: httpx2.AsyncClient, settings: ServerSettings
+    http: httpx2.AsyncClient, settings: ServerSettings, retry: RetryPolicy | None
 ) -> Callable[[str, str, TokenProvider], DataverseClient]:
     def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
-        return _client(http, settings, url, version, tokens)
+        return _client(http, settings, url, version, tokens, retry)
 
     return connect
 
 
-async def open_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
+async def open_environments(
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None = None
+) -> Environments:
     configured = settings.configured_environments()
     mode = settings.auth_mode()
     if not configured and (settings.auth in DELEGATED or mode == "password"):
-        return _discovered_environments(settings, http, stack)
+        return _discovered_environments(settings, http, stack, retry)
     if not configured:
-        return await _sandbox_environments(settings, http, stack)
+        return await _sandbox_environments(settings, http, stack, retry)
     if mode != "token":
         credential = build_credential(settings)
         stack.callback(credential.close)
@@ -114,6 +123,7 @@ async def open_environments(settings: ServerSettings, http: httpx2.AsyncClient, 
                     environment.url,
                     environment.api_version,
                     credential.for_scope(scope_for(mode, environment.url)),
+                    retry,
                 ),
             )
             for environment in configured
@@ -128,12 +138,14 @@ async def open_environments(settings: ServerSettings, http: httpx2.AsyncClient, 
                 "or access_token in the environment's [[environments]] entry."
             )
         tokens = StaticTokenProvider(token.get_secret_value())
-        client = _client(http, settings, environment.url, environment.api_version, tokens)
+        client = _client(http, settings, environment.url, environment.api_version, tokens, retry)
         environments.append(Environment(environment.display_name(), environment.url, environment.name, client))
     return StaticEnvironments(environments, identity="token", default=settings.default_environment)
 
 
-def _discovered_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
+def _discovered_environments(
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
+) -> Environments:
     """A signed-in user with no environment configured: theirs, from Global Discovery."""
     credential = build_credential(settings)
     stack.callback(credential.close)
@@ -141,7 +153,7 @@ def _discovered_environments(settings: ServerSettings, http: httpx2.AsyncClient,
     return UserEnvironments(
         lambda _: credential,
         http,
-        _connector(http, settings),
+        _connector(http, settings, retry),
         [],
         discovery_url(settings),
         default=settings.default_environment,
@@ -150,7 +162,7 @@ def _discovered_environments(settings: ServerSettings, http: httpx2.AsyncClient,
 
 
 async def _sandbox_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
 ) -> StaticEnvironments:
     from sandbox import Sandbox  # only the zero-setup default needs it
 
@@ -173,6 +185,7 @@ async def _sandbox_environments(
                 environment.url,
                 "v9.2",
                 StaticTokenProvider(sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)),
+                retry,
             ),
         )
         for name, environment in sandbox.environments.items()
@@ -190,14 +203,16 @@ def discovery_url(settings: ServerSettings) -> str:
     return DISCOVERY_BY_AUTHORITY.get(host, DEFAULT_DISCOVERY_URL)
 
 
-def open_user_environments(settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack) -> Environments:
+def open_user_environments(
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None = None
+) -> Environments:
     """Each HTTP caller's environments, reached on their behalf; nothing is called before a user is."""
     exchange = build_exchange(settings)
     stack.callback(exchange.close)
     return UserEnvironments(
         lambda caller: exchange.for_user(caller.key, caller.token),
         http,
-        _connector(http, settings),
+        _connector(http, settings, retry),
         settings.configured_environments(),
         discovery_url(settings),
         default=settings.default_environment,
@@ -233,12 +248,17 @@ def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[Aut
 
 
 def build_server(
-    settings: ServerSettings, *, transport: Literal["stdio", "http"] = "stdio", resource_url: str | None = None
+    settings: ServerSettings,
+    *,
+    transport: Literal["stdio", "http"] = "stdio",
+    resource_url: str | None = None,
+    retry: RetryPolicy | None = None,
 ) -> MCPServer[AppState]:
     """The MCP server for these settings; its lifespan owns the HTTP client and the environments.
 
     Over HTTP with on-behalf-of, the server is an OAuth protected resource (`resource_url` names it) and
-    every tool call runs as the caller.
+    every tool call runs as the caller. `retry` replaces the default retry policy, e.g. with one whose clock
+    does not wait (tests).
     """
     policy = Policy(
         read_only=settings.read_only,
@@ -257,9 +277,9 @@ def build_server(
             environments: Environments
             if verifier is not None:
                 stack.push_async_callback(verifier.http.aclose)
-                environments = open_user_environments(settings, http, stack)
+                environments = open_user_environments(settings, http, stack, retry)
             else:
-                environments = await open_environments(settings, http, stack)
+                environments = await open_environments(settings, http, stack, retry)
             yield AppState(environments=environments, policy=policy)
 
     return MCPServer[AppState](

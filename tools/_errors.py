@@ -1,25 +1,43 @@
-"""Failures as tool results: what failed, Dataverse's code and message, what to do next; never a trace."""
+"""Failures as tool results: what failed, Dataverse's code and message, what was written, what to do next.
+
+Never a trace. A write tool's failure always says what was and was not written: the client says it for the
+write request itself; anything that fails before that request wrote nothing.
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import Final
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from dataverse import DataverseError, TableMetadata
 
+NOTHING_WRITTEN: Final = "Nothing was written."
+
 
 @contextmanager
-def reported_as_tool_errors() -> Iterator[None]:
-    """Turn the client's errors and unknown-environment look-ups into `is_error` tool results."""
+def reported_as_tool_errors(*, writing: bool = False) -> Iterator[None]:
+    """Turn the client's errors and unknown-environment look-ups into `is_error` tool results.
+
+    `writing`: the tool writes, so its message says what was written (nothing, unless the client says more).
+    """
     try:
         yield
     except DataverseError as error:
+        if writing and error.written is None:
+            error.written = NOTHING_WRITTEN
         raise ToolError(str(error)) from None
     except LookupError as error:
-        raise ToolError(str(error.args[0] if error.args else error)) from None
+        raise ToolError(_saying_written(str(error.args[0] if error.args else error), writing)) from None
+    except ToolError as error:
+        raise ToolError(_saying_written(str(error), writing)) from None
+
+
+def _saying_written(message: str, writing: bool) -> str:
+    return f"{message} {NOTHING_WRITTEN}" if writing else message
 
 
 def closest(name: str, candidates: Sequence[str]) -> list[str]:

@@ -23,7 +23,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _problem(table: TableMetadata, column: Column, text: str) -> ToolError:
-    return ToolError(f"Column '{column.logical_name}' of {table.logical_name}: {text}. Nothing was written.")
+    return ToolError(f"Column '{column.logical_name}' of {table.logical_name}: {text}.")
 
 
 def _choice(table: TableMetadata, column: Column, value: Any, choices: tuple[Choice, ...]) -> int:

@@ -78,8 +78,8 @@ async def ask_to_delete(
     capabilities = ctx.client_capabilities
     if capabilities is None or capabilities.elicitation is None:
         raise ToolError(
-            "Deleting needs confirmation and this client cannot ask the user: ask them, then call delete_record "
-            "again with confirm: true."
+            "Deleting needs confirmation and this client cannot ask the user, so nothing was deleted: ask them, "
+            "then call delete_record again with confirm: true."
         )
     return Elicit(f"Delete the {table} row {id}? This cannot be undone.", DeleteConfirmation)
 
@@ -94,7 +94,7 @@ async def create_record(
     environment: EnvironmentName = None,
 ) -> WriteResult:
     """Create a row; returns its id. E.g. table="lead", values={"subject": "Demo"}."""
-    with reported_as_tool_errors():
+    with reported_as_tool_errors(writing=True):
         target, metadata = await open_table(ctx, environment, table)
         body = await request_body(target.client, metadata, values, creating=True)
         written = await target.client.create(metadata.logical_name, body)
@@ -112,7 +112,7 @@ async def update_record(
     environment: EnvironmentName = None,
 ) -> WriteResult:
     """Change columns of an existing row, found by id or alternate key."""
-    with reported_as_tool_errors():
+    with reported_as_tool_errors(writing=True):
         target, metadata = await open_table(ctx, environment, table)
         row_key = _key(id, key)
         body = await request_body(target.client, metadata, values, creating=False)
@@ -135,8 +135,8 @@ async def upsert_record(
     mode: Literal["create_or_update", "create_only", "update_only"] = "create_or_update",
     environment: EnvironmentName = None,
 ) -> WriteResult:
-    """Create the row with this id or key, or update it if it exists; created says which."""
-    with reported_as_tool_errors():
+    """Create the row with this id or key, or update it if it exists; created says which (null: unknown)."""
+    with reported_as_tool_errors(writing=True):
         target, metadata = await open_table(ctx, environment, table)
         row_key = _key(id, key)
         body = await request_body(target.client, metadata, values, creating=mode != "update_only")
@@ -162,7 +162,7 @@ async def delete_record(
     """Delete one row by id; the user is asked to confirm first."""
     if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
         return DeleteResult(table=table, id=str(id), deleted=False)
-    with reported_as_tool_errors():
+    with reported_as_tool_errors(writing=True):
         target, metadata = await open_table(ctx, environment, table)
         await target.client.delete(metadata.logical_name, id, etag=etag)
     log_write(ctx, "delete_record", target.name, metadata.logical_name, str(id))

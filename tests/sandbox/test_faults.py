@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx2
 import pytest
 
@@ -91,3 +92,40 @@ async def test_the_request_log_records_who_called_without_the_token(sandbox: San
     assert records[-1]["object_id"] == "a0000000-0000-4000-8000-000000000002"
     assert token not in str(records)
     assert records[-1]["token_sha256"]
+
+
+async def test_a_slow_write_runs_even_after_the_client_gave_up(sandbox: Sandbox) -> None:
+    sandbox.faults.add(Fault(kind="delay", delay=0.5, count=1, method="POST"))
+    async with httpx2.AsyncClient(timeout=httpx2.Timeout(5, read=0.1)) as client:
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.post(api(sandbox) + "/accounts", json={"name": "Slow but sure"}, headers=auth(sandbox))
+        with anyio.fail_after(5):
+            await sandbox.request_log.wait_until(lambda records: any(record.method == "POST" for record in records))
+        found = await client.get(
+            api(sandbox) + "/accounts?$count=true&$filter=name eq 'Slow but sure'", headers=auth(sandbox)
+        )
+    assert found.json()["@odata.count"] == 1
+
+
+async def test_expired_tokens_are_refused_and_new_ones_accepted(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    used = auth(sandbox)
+    assert (await http.get(api(sandbox) + "/WhoAmI", headers=used)).status_code == 200
+    sandbox.expire_tokens()
+    status, _, message = error_of(await http.get(api(sandbox) + "/WhoAmI", headers=used))
+    assert (status, message) == (401, "The access token has expired.")
+    assert (await http.get(api(sandbox) + "/WhoAmI", headers=auth(sandbox))).status_code == 200
+
+
+async def test_a_restarted_sandbox_serves_the_same_data_at_the_same_urls(
+    sandbox: Sandbox, http: httpx2.AsyncClient
+) -> None:
+    urls = {name: environment.url for name, environment in sandbox.environments.items()}
+    headers = auth(sandbox)
+    created = await http.post(api(sandbox) + "/accounts", json={"name": "Survives a restart"}, headers=headers)
+    await sandbox.stop()
+    with pytest.raises(httpx2.ConnectError):
+        await http.get(api(sandbox) + "/WhoAmI", headers=headers)
+    await sandbox.start()
+    assert {name: environment.url for name, environment in sandbox.environments.items()} == urls
+    found = await http.get(created.headers["odata-entityid"] + "?$select=name", headers=headers)
+    assert found.json()["name"] == "Survives a restart"
