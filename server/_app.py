@@ -19,7 +19,6 @@ from mcp.server.mcpserver import MCPServer
 from dataverse import ConnectionSettings, DataverseClient, StaticTokenProvider, TokenProvider, build_http_client
 from tools import AppState, Environment, Policy, build_tools, choose_environment
 
-from ._credentials import build_credential, scope_for
 from ._settings import ConfigurationError, ServerSettings
 from ._version import __version__
 
@@ -77,6 +76,9 @@ async def open_environments(
         return await _sandbox_environments(settings, http, stack)
     mode = settings.auth_mode()
     if mode != "token":
+        # MSAL's providers pull in cryptography and pyjwt: a ready token, the common stdio case, needs neither.
+        from ._credentials import build_credential, scope_for
+
         credential = build_credential(settings)
         stack.callback(credential.close)
         environments = [
