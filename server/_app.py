@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import httpx2
 from mcp.server.auth.settings import AuthSettings
@@ -31,11 +31,12 @@ from dataverse import (
 )
 from tools import AppState, Environment, Environments, Policy, build_tools, choose_environment
 
-from ._credentials import build_credential, build_exchange, scope_for
 from ._settings import ConfigurationError, ServerSettings
-from ._token_verifier import EntraTokenVerifier
 from ._users import Caller, UserEnvironments
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from ._token_verifier import EntraTokenVerifier
 
 DELEGATED: Final = frozenset({"device-code", "interactive", "password"})
 
@@ -110,6 +111,9 @@ async def open_environments(
     if not configured:
         return await _sandbox_environments(settings, http, stack, retry)
     if mode != "token":
+        # MSAL's providers pull in cryptography and pyjwt: a ready token, the common stdio case, needs neither.
+        from ._credentials import build_credential, scope_for
+
         credential = build_credential(settings)
         stack.callback(credential.close)
         environments = [
@@ -147,6 +151,8 @@ def _discovered_environments(
     settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
 ) -> Environments:
     """A signed-in user with no environment configured: theirs, from Global Discovery."""
+    from ._credentials import build_credential
+
     credential = build_credential(settings)
     stack.callback(credential.close)
     me = Caller("signed-in user", settings.username or "signed-in user", "")
@@ -207,6 +213,8 @@ def open_user_environments(
     settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None = None
 ) -> Environments:
     """Each HTTP caller's environments, reached on their behalf; nothing is called before a user is."""
+    from ._credentials import build_exchange
+
     exchange = build_exchange(settings)
     stack.callback(exchange.close)
     return UserEnvironments(
@@ -226,6 +234,8 @@ def is_per_user(settings: ServerSettings, transport: str) -> bool:
 
 def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[AuthSettings, EntraTokenVerifier]:
     """RFC 9728 metadata naming the authority, and the validation of callers' tokens."""
+    from ._token_verifier import EntraTokenVerifier  # pyjwt: needed only when callers sign in
+
     if not settings.tenant_id or not settings.client_id:
         raise ConfigurationError(
             "Serving users over HTTP needs the server's app registration: AZURE_TENANT_ID=<tenant id> and "

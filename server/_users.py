@@ -13,16 +13,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from auth import Credential
 from dataverse import DataverseClient, TokenProvider, discovery_scope, list_instances
 from tools import Environment, choose_environment
 
 from ._settings import EnvironmentSettings
+
+if TYPE_CHECKING:
+    from auth import Credential  # MSAL and cryptography load only when a mode signs in
 
 DISCOVERY_TTL: Final = 300.0  # seconds a user's discovered environment list is reused
 
