@@ -10,8 +10,8 @@ from sandbox import Fault, Sandbox
 from ..tools.support import structured
 from .support import faulty_server, first_account, instant_retries, named, settled, user_message
 
-READ_TIMEOUT = 0.2
-SLOW = 0.5  # longer than the read timeout: the client gives up, the service carries on
+READ_TIMEOUT = 0.5  # ample for an unhurried request even on a loaded machine; each test warms the metadata first
+SLOW = 1.2  # longer than the read timeout: the client gives up, the service carries on
 
 
 async def test_a_read_that_times_out_fails_clearly(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
@@ -32,6 +32,7 @@ async def test_a_create_slower_than_the_timeout_lands_once_after_the_retry(
 ) -> None:
     retry, sleep = instant_retries()
     async with Client(faulty_server(sandbox, retry, read_timeout=READ_TIMEOUT)) as client:
+        structured(await client.call_tool("describe_table", {"table": "account"}))  # only the write is slow
         sandbox.faults.add(Fault(kind="delay", delay=SLOW, count=1, method="POST"))
         created = structured(
             await client.call_tool("create_record", {"table": "account", "values": {"name": "Slow then quick"}})
@@ -46,6 +47,7 @@ async def test_a_create_that_always_times_out_says_it_may_have_landed_and_lands_
 ) -> None:
     retry, _ = instant_retries(max_attempts=2)
     async with Client(faulty_server(sandbox, retry, read_timeout=READ_TIMEOUT)) as client:
+        structured(await client.call_tool("describe_table", {"table": "account"}))  # only the write is slow
         sandbox.faults.add(Fault(kind="delay", delay=SLOW, count=2, method="POST"))
         result = await client.call_tool(
             "create_record", {"table": "account", "values": {"name": "Timed out", "telephone1": "555-0177"}}
@@ -63,6 +65,7 @@ async def test_an_update_that_times_out_says_it_may_have_been_applied_and_applie
     account = await first_account(sandbox, http)
     retry, _ = instant_retries(max_attempts=2)
     async with Client(faulty_server(sandbox, retry, read_timeout=READ_TIMEOUT)) as client:
+        structured(await client.call_tool("describe_table", {"table": "account"}))  # only the write is slow
         sandbox.faults.add(Fault(kind="delay", delay=SLOW, count=2, method="PATCH"))
         result = await client.call_tool(
             "update_record",
