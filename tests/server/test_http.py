@@ -364,3 +364,17 @@ async def test_delete_is_confirmed_by_the_user_over_stateless_http(sandbox: Sand
     else:
         assert "call delete_record again with confirm: true" in error_text(result)
         assert [row["accountid"] for row in remaining["rows"]] == [created["id"]]
+
+
+async def test_a_users_concurrent_cold_calls_make_one_exchange_and_one_metadata_request(sandbox: Sandbox) -> None:
+    alice = await sign_in(sandbox, "alice")
+    async with running(http_settings(sandbox)) as url, connect(url, alice) as client:
+        exchanges_before = sandbox.identity.requests
+        sandbox.request_log.records.clear()
+        async with anyio.create_task_group() as tasks:
+            for _ in range(20):
+                tasks.start_soon(client.call_tool, "describe_table", {"table": "contact"})
+        exchanges = sandbox.identity.requests - exchanges_before
+    metadata = [record for record in dataverse_requests(sandbox) if "LogicalName='contact'" in record["path"]]
+    assert exchanges == 1
+    assert len([record for record in metadata if record["path"].endswith("(LogicalName='contact')")]) == 1
