@@ -6,7 +6,7 @@ import sys
 import time
 from contextlib import AsyncExitStack
 
-from dataverse import ConnectionSettings, DataverseError, TransportError, build_http_client
+from dataverse import ConnectionSettings, DataverseError, RetryPolicy, TransportError, build_http_client
 
 from ._app import open_environments
 from ._credentials import build_credential, scope_for
@@ -23,7 +23,8 @@ async def check(settings: ServerSettings) -> int:
     failures = 0
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(build_http_client(connection))
-        environments = await open_environments(settings, http, stack)
+        # A diagnosis, not a workload: one quick repeat, so an unreachable environment is reported in seconds.
+        environments = await open_environments(settings, http, stack, RetryPolicy(max_attempts=2))
         for environment in await environments.all():
             started = time.perf_counter()
             try:
