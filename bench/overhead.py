@@ -6,7 +6,7 @@ those requests are recorded as sent (URL, headers, token) and replayed with a pl
 baseline: one after the other, each body decoded as JSON. Once warm, `list_tables` and `describe_table` send
 nothing (the metadata cache answers them), so their baseline is the requests an uncached caller needs.
 
-    python -m bench.overhead [--runs N] [--quick]
+    python -m bench.overhead [--runs N] [--quick] [--only CALL] [--in-memory]
 """
 
 from __future__ import annotations
@@ -72,49 +72,74 @@ async def stdio_server(sandbox: SandboxProcess, log: Path) -> AsyncIterator[Clie
             yield client
 
 
-async def measure(sandbox: SandboxProcess, runs: int, work: Path) -> tuple[dict[str, Timings], Timings]:
+@dataclass(frozen=True)
+class Options:
+    runs: int
+    only: str | None = None  # time this call alone
+    stdio: bool = True  # also over stdio; off leaves only in-process work for a profiler
+
+
+async def measure(sandbox: SandboxProcess, options: Options, work: Path) -> tuple[dict[str, Timings], Timings]:
     """Per call: the bare requests, the tool in memory and over stdio; and the minimal server's echo for scale."""
     settings = load_settings(None, url=sandbox.url(), access_token=sandbox.token())
     minimal = write_minimal_server(work)
-    timings = {name: Timings() for name, _, _ in CALLS}
+    timed_calls = [(name, tool, arguments) for name, tool, arguments in CALLS if options.only in (None, name)]
+    timings = {name: Timings() for name, _, _ in timed_calls}
     floor = Timings()
     baselines: dict[str, list[RecordedRequest]] = {}
-    async with (
-        httpx2.AsyncClient(timeout=30) as http,
-        Client(build_server(settings), cache=None) as memory,
-        stdio_server(sandbox, work / "serve.log") as stdio,
-        Client(load_minimal_server(minimal), cache=None) as minimal_memory,
-        Client(minimal_server_parameters(minimal), cache=None) as minimal_stdio,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx2.AsyncClient(timeout=30))
+        memory = await stack.enter_async_context(Client(build_server(settings), cache=None))
+        minimal_memory = await stack.enter_async_context(Client(load_minimal_server(minimal), cache=None))
+        stdio = minimal_stdio = None
+        if options.stdio:
+            stdio = await stack.enter_async_context(stdio_server(sandbox, work / "serve.log"))
+            minimal_stdio = await stack.enter_async_context(Client(minimal_server_parameters(minimal), cache=None))
         for name, tool, arguments in CALLS:  # warm-up: each first call records its requests
             with recording_requests() as recorded:
                 await call(memory, tool, arguments)
             baselines[name] = recorded
-            await call(stdio, tool, arguments)
+            if stdio is not None:
+                await call(stdio, tool, arguments)
             await send_bare(http, recorded)
-        for _ in range(runs):
-            for name, tool, arguments in CALLS:
+        for _ in range(options.runs):
+            for name, tool, arguments in timed_calls:
                 timings[name].bare.append(await timed(send_bare(http, baselines[name])))
                 timings[name].memory.append(await timed(call(memory, tool, arguments)))
-                timings[name].stdio.append(await timed(call(stdio, tool, arguments)))
+                if stdio is not None:
+                    timings[name].stdio.append(await timed(call(stdio, tool, arguments)))
             floor.memory.append(await timed(call(minimal_memory, "echo", {"text": "ping"})))
-            floor.stdio.append(await timed(call(minimal_stdio, "echo", {"text": "ping"})))
+            if minimal_stdio is not None:
+                floor.stdio.append(await timed(call(minimal_stdio, "echo", {"text": "ping"})))
     for name, requests in baselines.items():
-        print(f"{name}: {len(requests)} request(s): " + ", ".join(shorten(request.url) for request in requests))
+        if name in timings:
+            print(f"{name}: {len(requests)} request(s): " + ", ".join(shorten(request.url) for request in requests))
     return timings, floor
 
 
 def shorten(url: str) -> str:
-    path = httpx2.URL(url).path
-    return path.split("/api/data/v9.2/", 1)[-1][:70]
+    """The path under the Web API root, its middle elided when long."""
+    path = httpx2.URL(url).path.split("/api/data/", 1)[-1].partition("/")[2]
+    return path if len(path) <= 60 else f"{path[:20]}…{path[-36:]}"
+
+
+def milliseconds(samples: list[float]) -> str:
+    return f"{median(samples):.2f}" if samples else "-"
+
+
+def ratio_of(samples: list[float], baseline: list[float]) -> str:
+    return ratio(median(samples), median(baseline)) if samples else "-"
+
+
+def row(name: str, timing: Timings) -> list[str]:
+    memory = [milliseconds(timing.memory), ratio_of(timing.memory, timing.bare)]
+    stdio = [milliseconds(timing.stdio), ratio_of(timing.stdio, timing.bare)]
+    return [name, milliseconds(timing.bare), *memory, *stdio]
 
 
 def report(timings: dict[str, Timings], floor: Timings, runs: int) -> None:
-    rows = []
-    for name, timing in timings.items():
-        bare, memory, stdio = median(timing.bare), median(timing.memory), median(timing.stdio)
-        rows.append([name, f"{bare:.2f}", f"{memory:.2f}", ratio(memory, bare), f"{stdio:.2f}", ratio(stdio, bare)])
-    rows.append(["(minimal server's echo)", "-", f"{median(floor.memory):.2f}", "-", f"{median(floor.stdio):.2f}", "-"])
+    rows = [row(name, timing) for name, timing in timings.items()]
+    rows.append(["(minimal server's echo)", "-", milliseconds(floor.memory), "-", milliseconds(floor.stdio), "-"])
     print()
     print(f"median of {runs} runs, milliseconds; target: tool / bare <= {TARGET}x")
     print_table(["tool", "bare ms", "in-memory ms", "ratio", "stdio ms", "ratio"], rows)
@@ -124,11 +149,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=100, help="timed calls per tool and path (default: 100)")
     parser.add_argument("--quick", action="store_true", help="20 runs")
+    parser.add_argument("--only", choices=[name for name, _, _ in CALLS], help="time this call alone (after warm-up)")
+    parser.add_argument("--in-memory", action="store_true", help="leave out stdio (to profile in-process work)")
     arguments = parser.parse_args()
-    runs = 20 if arguments.quick else arguments.runs
+    options = Options(20 if arguments.quick else arguments.runs, arguments.only, stdio=not arguments.in_memory)
     with tempfile.TemporaryDirectory(prefix="bench-overhead-") as directory, SandboxProcess(Path(directory)) as sandbox:
-        timings, floor = asyncio.run(measure(sandbox, runs, Path(directory)))
-    report(timings, floor, runs)
+        timings, floor = asyncio.run(measure(sandbox, options, Path(directory)))
+    report(timings, floor, options.runs)
 
 
 if __name__ == "__main__":

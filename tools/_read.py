@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Any, Final
+from urllib.parse import urlencode
 
-import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
@@ -226,7 +226,9 @@ async def query_records(
                 expand=parse_expand(app, metadata, expand or []),
                 count=count,
             )
-            url = str(httpx2.URL(target.client.transport.url(metadata.entity_set_name), params=query.params()))
+            # Encoded as httpx2 encodes params, without parsing the URL once more than the request will.
+            params = urlencode(query.params())
+            url = target.client.transport.url(metadata.entity_set_name) + (f"?{params}" if params else "")
             resume = {"u": url, "s": 0, "n": page_size}
         resume |= {"e": target.name, "t": metadata.logical_name, "k": bool(columns)}
         return await _continue(ctx, target, metadata, resume)
