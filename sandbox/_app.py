@@ -132,11 +132,42 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without signal handling: the host process (a test, `serve`) owns its signals."""
+    """uvicorn without signal handling (the host process, a test or `serve`, owns its signals) that stops at
+    once: tests start and stop a sandbox each, and uvicorn's 0.1 s tick and shutdown pause add up there."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._exit = asyncio.Event()
+
+    def exit_now(self) -> None:
+        self.should_exit = True
+        self._exit.set()
+
+    async def main_loop(self) -> None:
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.1):  # uvicorn's tick, ended early by exit_now()
+                    await self._exit.wait()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Close the listeners, ask open connections to finish, and wait (bounded) until they have."""
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                # uvicorn signals no event when its connections and tasks are done: poll briefly.
+                while self.server_state.connections or self.server_state.tasks:  # noqa: ASYNC110
+                    await asyncio.sleep(0.005)
+        for server in self.servers:
+            await server.wait_closed()
 
 
 class Sandbox:
@@ -332,7 +363,10 @@ class Sandbox:
     async def stop(self) -> None:
         """Stop serving; `start` serves the same data again, on the same ports."""
         for server, _ in self._servers:
-            server.should_exit = True
+            if isinstance(server, _EmbeddedServer):
+                server.exit_now()
+            else:
+                server.should_exit = True
         for _, task in self._servers:
             await task
         self._servers.clear()

@@ -22,6 +22,7 @@ from auth import AuthError, Authority, Browser, EncryptedTokenCache, Interactive
 from dataverse import DataverseClient
 from sandbox import Sandbox
 
+from ..encryption import assert_encrypted
 from .browser import SandboxBrowser
 
 PUBLIC_APP = "c0000000-0000-4000-8000-000000000004"
@@ -79,7 +80,7 @@ async def test_a_browser_sign_in_reaches_dataverse_and_a_restart_needs_no_browse
     assert await whoami(sandbox, first) == ALICE
     assert len(browser.opened) == 1 and "Signed in to dynamics-mcp" in browser.receiver_pages[0]
     stored = (tmp_path / "cache.bin").read_bytes()
-    assert b"eyJ" not in stored and b"refresh" not in stored.lower() and b"access_token" not in stored.lower()
+    assert_encrypted(stored)
     assert browser.answers[0]["code"].encode() not in stored
 
     restarted = make(

@@ -17,6 +17,7 @@ from sandbox import TENANT_ID, Sandbox
 
 from ..auth.browser import browser_command
 from ..auth.certificates import certificate_pem, make_certificate, write_pem, write_pfx
+from ..encryption import assert_encrypted
 
 APP = "c0000000-0000-4000-8000-000000000001"
 SERVER_APP = "c0000000-0000-4000-8000-000000000003"
@@ -159,7 +160,7 @@ async def test_login_with_a_device_code_then_check_reuses_the_cache(
     assert (b"device code instead: the web browser could not be opened" in message) is fallback
     assert b"Opening your web browser" not in message or fallback
     cache = (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
-    assert b"eyJ" not in cache and b"refresh_token" not in cache
+    assert_encrypted(cache)
     if not fallback:  # once is enough to show that serve and check find the user login signed in
         expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000002")
 
@@ -173,7 +174,7 @@ async def test_login_signs_in_in_the_browser_where_there_is_one(sandbox: Sandbox
     assert out == ""
     assert "Opening your web browser to sign in" in err and "Signed in" in err and "device code" not in err
     cache = (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
-    assert b"eyJ" not in cache and b"refresh_token" not in cache
+    assert_encrypted(cache)
     expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000004")
 
 

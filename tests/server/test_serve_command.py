@@ -17,6 +17,7 @@ from mcp import Client, StdioServerParameters
 from sandbox import TENANT_ID, Sandbox
 
 from ..auth.browser import browser_command
+from ..encryption import assert_encrypted
 from ..tools.support import structured
 
 MODES = ["2026-07-28", "legacy"]
@@ -89,7 +90,7 @@ async def test_interactive_mode_signs_in_in_the_browser_and_keeps_stdout_for_mcp
     assert found["rows"][0]["name"] == "Contoso Ltd" and again["rows"]
     assert {record.object_id for record in sandbox.request_log.records} == {"a0000000-0000-4000-8000-000000000004"}
     assert not [record for record in caplog.records if "parse" in record.getMessage().lower()]
-    assert b"eyJ" not in (tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes()
+    assert_encrypted((tmp_path / "cache" / "dynamics-mcp" / "token-cache.bin").read_bytes())
 
 
 def run(*arguments: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
