@@ -38,6 +38,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from ._token_verifier import EntraTokenVerifier
 
+Connect = Callable[[str, str, TokenProvider], DataverseClient]  # (url, API version, tokens) -> a client
 DELEGATED: Final = frozenset({"device-code", "interactive", "password"})
 
 logger = logging.getLogger(__name__)
@@ -73,30 +74,19 @@ def user_agent() -> str:
     return f"dynamics-mcp/{__version__}"
 
 
-def _client(
-    http: httpx2.AsyncClient,
-    settings: ServerSettings,
-    url: str,
-    version: str,
-    tokens: TokenProvider,
-    retry: RetryPolicy | None = None,
-) -> DataverseClient:
-    return DataverseClient(
-        http,
-        url,
-        tokens,
-        api_version=version,
-        retry=retry,
-        max_concurrency=settings.max_concurrency,
-        user_agent=user_agent(),
-    )
+def _connector(http: httpx2.AsyncClient, settings: ServerSettings, retry: RetryPolicy | None) -> Connect:
+    """How this server reaches an environment: the process's HTTP client, its limits, one caller's tokens."""
 
-
-def _connector(
-    http: httpx2.AsyncClient, settings: ServerSettings, retry: RetryPolicy | None
-) -> Callable[[str, str, TokenProvider], DataverseClient]:
     def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
-        return _client(http, settings, url, version, tokens, retry)
+        return DataverseClient(
+            http,
+            url,
+            tokens,
+            api_version=version,
+            retry=retry,
+            max_concurrency=settings.max_concurrency,
+            user_agent=user_agent(),
+        )
 
     return connect
 
@@ -106,10 +96,11 @@ async def open_environments(
 ) -> Environments:
     configured = settings.configured_environments()
     mode = settings.auth_mode()
+    connect = _connector(http, settings, retry)
     if not configured and (settings.auth in DELEGATED or mode == "password"):
-        return _discovered_environments(settings, http, stack, retry)
+        return _discovered_environments(settings, http, stack, connect)
     if not configured:
-        return await _sandbox_environments(settings, http, stack, retry)
+        return await _sandbox_environments(settings, stack, connect)
     if mode != "token":
         # MSAL's providers pull in cryptography and pyjwt: a ready token, the common stdio case, needs neither.
         from ._credentials import build_credential, scope_for
@@ -121,13 +112,8 @@ async def open_environments(
                 environment.display_name(),
                 environment.url,
                 environment.name,
-                _client(
-                    http,
-                    settings,
-                    environment.url,
-                    environment.api_version,
-                    credential.for_scope(scope_for(mode, environment.url)),
-                    retry,
+                connect(
+                    environment.url, environment.api_version, credential.for_scope(scope_for(mode, environment.url))
                 ),
             )
             for environment in configured
@@ -142,13 +128,13 @@ async def open_environments(
                 "or access_token in the environment's [[environments]] entry."
             )
         tokens = StaticTokenProvider(token.get_secret_value())
-        client = _client(http, settings, environment.url, environment.api_version, tokens, retry)
+        client = connect(environment.url, environment.api_version, tokens)
         environments.append(Environment(environment.display_name(), environment.url, environment.name, client))
     return StaticEnvironments(environments, identity="token", default=settings.default_environment)
 
 
 def _discovered_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
+    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, connect: Connect
 ) -> Environments:
     """A signed-in user with no environment configured: theirs, from Global Discovery."""
     from ._credentials import build_credential
@@ -159,7 +145,7 @@ def _discovered_environments(
     return UserEnvironments(
         lambda _: credential,
         http,
-        _connector(http, settings, retry),
+        connect,
         [],
         discovery_url(settings),
         default=settings.default_environment,
@@ -168,7 +154,7 @@ def _discovered_environments(
 
 
 async def _sandbox_environments(
-    settings: ServerSettings, http: httpx2.AsyncClient, stack: AsyncExitStack, retry: RetryPolicy | None
+    settings: ServerSettings, stack: AsyncExitStack, connect: Connect
 ) -> StaticEnvironments:
     from sandbox import Sandbox  # only the zero-setup default needs it
 
@@ -185,13 +171,10 @@ async def _sandbox_environments(
             name,
             environment.url,
             environment.spec.friendly_name,
-            _client(
-                http,
-                settings,
+            connect(
                 environment.url,
                 "v9.2",
                 StaticTokenProvider(sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)),
-                retry,
             ),
         )
         for name, environment in sandbox.environments.items()
