@@ -51,14 +51,8 @@ class OnBehalfOfExchange(MsalApplication):
     def _build(self) -> Any:
         import msal
 
-        credential: Any = self._client_credential
-        if isinstance(credential, ClientCertificate):
-            certificate = credential
-
-            def assertion() -> str:
-                return certificate.assertion(self.client_id, self.authority.token_endpoint)
-
-            credential = {"client_assertion": assertion}
+        own = self._client_credential
+        credential: str | dict[str, Any] = self._signed_with(own) if isinstance(own, ClientCertificate) else own
         return msal.ConfidentialClientApplication(
             self.client_id, client_credential=credential, token_cache=_discarding_cache(), **self._common()
         )

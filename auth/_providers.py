@@ -195,6 +195,14 @@ class MsalApplication(Credential):
             "instance_discovery": self.authority.is_microsoft,
         }
 
+    def _signed_with(self, certificate: ClientCertificate, *, send_x5c: bool = False) -> dict[str, Any]:
+        """MSAL's client credential for a certificate: a fresh signed assertion at each token request."""
+
+        def assertion() -> str:
+            return certificate.assertion(self.client_id, self.authority.token_endpoint, send_x5c=send_x5c)
+
+        return {"client_assertion": assertion}
+
     @abstractmethod
     def _build(self) -> Any: ...
 
@@ -246,11 +254,10 @@ class CertificateCredential(MsalApplication):
     def _build(self) -> Any:
         import msal
 
-        def assertion() -> str:
-            return self.certificate.assertion(self.client_id, self.authority.token_endpoint, send_x5c=self.send_x5c)
-
         return msal.ConfidentialClientApplication(
-            self.client_id, client_credential={"client_assertion": assertion}, **self._common()
+            self.client_id,
+            client_credential=self._signed_with(self.certificate, send_x5c=self.send_x5c),
+            **self._common(),
         )
 
     def _acquire(self, scope: str, force_refresh: bool) -> dict[str, Any]:

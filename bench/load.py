@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from sandbox import USERS, SigningKey, mint_token, read_endpoints
+from sandbox import USERS, SigningKey, find_user, mint_token, read_endpoints
 
 from ._figures import median, print_table
 from ._sandbox_process import SandboxProcess
@@ -71,10 +72,12 @@ def http_server(data_dir: Path) -> Iterator[str]:
         for line in process.stderr:
             found = re.search(r"streamable HTTP at (\S+)", line)
             if found:
-                yield found.group(1)
                 break
         else:
             raise RuntimeError("the server exited before listening")
+        # Keep reading what it logs, so that a full pipe never blocks the server mid-measurement.
+        threading.Thread(target=process.stderr.read, daemon=True).start()
+        yield found.group(1)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -92,7 +95,9 @@ async def one_round(url: str, tokens: dict[str, str], calls: int) -> tuple[list[
 
     async def user_session(user: str, token: str) -> None:
         nonlocal errors
-        full_name = next(u.full_name for u in USERS if u.name == user)
+        person = find_user(user)
+        assert person is not None
+        sees_own_rows_only = person.role_in("contoso") == "Salesperson"
         async with (
             httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=120) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
@@ -104,7 +109,8 @@ async def one_round(url: str, tokens: dict[str, str], calls: int) -> tuple[list[
                 result = await client.call_tool(*CALL)
                 latencies.append((time.perf_counter() - started) * 1000)
                 rows: list[dict[str, Any]] = (result.structured_content or {}).get("rows", [])
-                foreign = user not in ("admin", "carol") and any(row["ownerid"]["name"] != full_name for row in rows)
+                # A salesperson sees only the rows they own; an administrator or a reader sees everyone's.
+                foreign = sees_own_rows_only and any(row["ownerid"]["name"] != person.full_name for row in rows)
                 errors += bool(result.is_error or foreign)
 
             await asyncio.gather(*(call() for _ in range(per_user)))

@@ -10,6 +10,7 @@ from ._discovery import (
     list_instances,
 )
 from ._errors import (
+    NOTHING_WRITTEN,
     AuthenticationFailed,
     DataverseError,
     DuplicateRecord,
@@ -35,6 +36,7 @@ __all__ = [
     "DEFAULT_DISCOVERY_URL",
     "DISCOVERY_BY_AUTHORITY",
     "DISCOVERY_HOSTS",
+    "NOTHING_WRITTEN",
     "AccessToken",
     "AlternateKey",
     "AuthenticationFailed",

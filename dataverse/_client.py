@@ -17,7 +17,7 @@ from urllib.parse import quote
 import anyio
 import httpx2
 
-from ._errors import DataverseError, NotFound
+from ._errors import NOTHING_WRITTEN, DataverseError, NotFound
 from ._fetchxml import page_fetchxml, paging_cookie_from_annotation
 from ._metadata import (
     CHOICE_CASTS,
@@ -39,7 +39,6 @@ RowKey = str | uuid.UUID | Mapping[str, LiteralValue]
 UpsertMode = Literal["create_or_update", "create_only", "update_only"]
 MAX_PAGE_SIZE: Final = 5000
 ALL_ANNOTATIONS: Final = 'odata.include-annotations="*"'
-NOTHING_WRITTEN: Final = "Nothing was written."
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ PRIVILEGE_DENIED: Final = 0x80040220
 ACCESS_DENIED: Final = 0x80048306
 THROTTLING_CODES: Final = frozenset({0x80072322, 0x80072321, 0x80072326})
 
+NOTHING_WRITTEN: Final = "Nothing was written."  # what a write that certainly did not run says
+
 
 def normalize_code(code: object) -> int | None:
     """A Dataverse error code as an unsigned 32-bit number, whichever form the service used."""

@@ -6,6 +6,7 @@ A configuration error names the missing setting; no secret ever appears in one.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Final
 
 from auth import (
@@ -64,8 +65,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
             settings.certificate_path, "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_CLIENT_CERTIFICATE_PATH=/path/app.pem"
         )
         assert settings.certificate_path is not None
-        password = settings.certificate_password.get_secret_value() if settings.certificate_password else None
-        certificate = ClientCertificate.load(settings.certificate_path, password)
+        certificate = _certificate(settings.certificate_path, settings)
         return CertificateCredential(
             client_id, certificate, authority, send_x5c=settings.send_certificate_chain, ca_bundle=ca_bundle
         )
@@ -116,13 +116,17 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
     raise ConfigurationError(f"DYNAMICS_MCP_AUTH={mode} needs no credential object here.")
 
 
+def _certificate(path: Path, settings: ServerSettings) -> ClientCertificate:
+    password = settings.certificate_password.get_secret_value() if settings.certificate_password else None
+    return ClientCertificate.load(path, password)
+
+
 def _server_credential(settings: ServerSettings) -> str | ClientCertificate:
     """The server's own proof of identity for on-behalf-of: its secret, else its certificate."""
     if settings.client_secret:
         return settings.client_secret.get_secret_value()
     if settings.certificate_path:
-        password = settings.certificate_password.get_secret_value() if settings.certificate_password else None
-        return ClientCertificate.load(settings.certificate_path, password)
+        return _certificate(settings.certificate_path, settings)
     raise ConfigurationError(
         "on-behalf-of needs the server's own credential: AZURE_CLIENT_SECRET=<the secret's value> or "
         "AZURE_CLIENT_CERTIFICATE_PATH=/path/app.pem."

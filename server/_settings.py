@@ -205,7 +205,7 @@ class ServerSettings(BaseSettings):
             return "managed-identity"
         return "device-code"
 
-    _split_tables = field_validator(
+    _split_sets = field_validator(
         "allowed_tables", "denied_tables", "allowed_hosts", "allowed_origins", "allowed_tenants", mode="before"
     )(_split)
     _split_exact = field_validator("audience", "required_scopes", mode="before")(_split_exact)

@@ -9,13 +9,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Final
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from dataverse import DataverseError, TableMetadata
-
-NOTHING_WRITTEN: Final = "Nothing was written."
+from dataverse import NOTHING_WRITTEN, DataverseError, TableMetadata
 
 
 @contextmanager
