@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import Any, Final
 
+from dataverse import ConnectionSettings
+
 from ._certificate import ClientCertificate
 from ._providers import Authority, Credential, MsalApplication
 
@@ -39,10 +41,11 @@ class OnBehalfOfExchange(MsalApplication):
         client_credential: str | ClientCertificate,
         authority: Authority,
         *,
+        connection: ConnectionSettings | None = None,
         ca_bundle: str | None = None,
         max_users: int = MAX_USERS,
     ) -> None:
-        super().__init__(client_id, authority, ca_bundle=ca_bundle)
+        super().__init__(client_id, authority, connection=connection, ca_bundle=ca_bundle)
         self._client_credential = client_credential
         self._users: OrderedDict[str, UserCredential] = OrderedDict()
         self._max_users = max_users
@@ -100,9 +103,12 @@ class OnBehalfOfCredential(UserCredential):
         authority: Authority,
         user_assertion: str,
         *,
+        connection: ConnectionSettings | None = None,
         ca_bundle: str | None = None,
     ) -> None:
-        super().__init__(OnBehalfOfExchange(client_id, client_credential, authority, ca_bundle=ca_bundle))
+        super().__init__(
+            OnBehalfOfExchange(client_id, client_credential, authority, connection=connection, ca_bundle=ca_bundle)
+        )
         self.assertion = user_assertion
 
     def close(self) -> None:

@@ -12,14 +12,15 @@ import logging
 import time
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
 import httpx2
 
-from dataverse import AccessToken
+from dataverse import AccessToken, ConnectionSettings, SingleFlight
 
 from ._certificate import ClientCertificate
 from ._errors import AuthError, error_from_msal
@@ -76,18 +77,26 @@ class _MsalHttpClient(httpx2.Client):
         return super().get(target, **options)
 
 
-def msal_http_client(ca_bundle: str | None = None, authority: Authority | None = None) -> httpx2.Client:
+def msal_http_client(connection: ConnectionSettings | None = None, authority: Authority | None = None) -> httpx2.Client:
+    """MSAL's client, connecting as the server's other clients do: timeouts, proxy and CA bundle."""
     import ssl
 
-    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=ca_bundle) if ca_bundle else True
-    return _MsalHttpClient(authority, verify=verify, trust_env=True, timeout=30, follow_redirects=False)
+    connection = connection or ConnectionSettings()
+    ca_bundle = connection.ca_bundle
+    verify: ssl.SSLContext | bool = ssl.create_default_context(cafile=str(ca_bundle)) if ca_bundle else True
+    return _MsalHttpClient(
+        authority,
+        verify=verify,
+        proxy=connection.proxy,
+        trust_env=True,
+        timeout=connection.timeout(),
+        follow_redirects=False,
+    )
 
 
-@dataclass
-class _Flight:
-    event: anyio.Event = field(default_factory=anyio.Event)
-    result: AccessToken | None = None
-    error: BaseException | None = None
+def _connection(connection: ConnectionSettings | None, ca_bundle: str | None) -> ConnectionSettings:
+    """`connection`, else the defaults with `ca_bundle` (the shorter keyword, when only the CA bundle matters)."""
+    return connection or ConnectionSettings(ca_bundle=Path(ca_bundle) if ca_bundle else None)
 
 
 class Credential(ABC):
@@ -95,22 +104,15 @@ class Credential(ABC):
 
     def __init__(self) -> None:
         self._tokens: dict[str, AccessToken] = {}
-        self._flights: dict[str, _Flight] = {}
+        self._flights: SingleFlight[AccessToken] = SingleFlight()
         self._http: httpx2.Client | None = None
 
     async def token(self, scope: str, *, force_refresh: bool = False) -> AccessToken:
         cached = self._tokens.get(scope)
         if cached is not None and not force_refresh and not cached.is_expired(margin=EXPIRY_MARGIN):
             return cached
-        flight = self._flights.get(scope)
-        if flight is not None:
-            await flight.event.wait()
-            if flight.error is not None:
-                raise flight.error
-            assert flight.result is not None
-            return flight.result
-        flight = self._flights[scope] = _Flight()
-        try:
+
+        async def acquire() -> AccessToken:
             try:
                 result = await anyio.to_thread.run_sync(self._acquire, scope, force_refresh)
             except AuthError:
@@ -122,15 +124,10 @@ class Credential(ABC):
                 ) from None
             except httpx2.HTTPError as error:
                 raise AuthError(f"The identity provider is unreachable ({type(error).__name__}).") from None
-            token = _access_token(result, self.describe(scope))
-            self._tokens[scope] = flight.result = token
+            token = self._tokens[scope] = _access_token(result, self.describe(scope))
             return token
-        except BaseException as error:
-            flight.error = error
-            raise
-        finally:
-            del self._flights[scope]
-            flight.event.set()
+
+        return await self._flights.run(scope, acquire)
 
     def for_scope(self, scope: str) -> ScopedTokens:
         return ScopedTokens(self, scope)
@@ -141,9 +138,9 @@ class Credential(ABC):
             self._http.close()
             self._http = None
 
-    def http_client(self, ca_bundle: str | None, authority: Authority | None = None) -> httpx2.Client:
+    def http_client(self, connection: ConnectionSettings, authority: Authority | None = None) -> httpx2.Client:
         if self._http is None:
-            self._http = msal_http_client(ca_bundle, authority)
+            self._http = msal_http_client(connection, authority)
         return self._http
 
     def describe(self, scope: str) -> str:
@@ -176,11 +173,18 @@ def _access_token(result: dict[str, Any], what: str) -> AccessToken:
 class MsalApplication(Credential):
     """Shared construction of one MSAL application, built on first use in the worker thread."""
 
-    def __init__(self, client_id: str, authority: Authority, *, ca_bundle: str | None = None) -> None:
+    def __init__(
+        self,
+        client_id: str,
+        authority: Authority,
+        *,
+        connection: ConnectionSettings | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
         super().__init__()
         self.client_id = client_id
         self.authority = authority
-        self.ca_bundle = ca_bundle
+        self.connection = _connection(connection, ca_bundle)
         self._application: Any = None
 
     def application(self) -> Any:
@@ -191,7 +195,7 @@ class MsalApplication(Credential):
     def _common(self) -> dict[str, Any]:
         return {
             "authority": self.authority.url,
-            "http_client": self.http_client(self.ca_bundle, self.authority),
+            "http_client": self.http_client(self.connection, self.authority),
             "instance_discovery": self.authority.is_microsoft,
         }
 
@@ -219,8 +223,16 @@ class MsalApplication(Credential):
 class ClientSecretCredential(MsalApplication):
     """App-only with a client secret (AZURE_CLIENT_SECRET)."""
 
-    def __init__(self, client_id: str, secret: str, authority: Authority, *, ca_bundle: str | None = None) -> None:
-        super().__init__(client_id, authority, ca_bundle=ca_bundle)
+    def __init__(
+        self,
+        client_id: str,
+        secret: str,
+        authority: Authority,
+        *,
+        connection: ConnectionSettings | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
+        super().__init__(client_id, authority, connection=connection, ca_bundle=ca_bundle)
         self._secret = secret
 
     def _build(self) -> Any:
@@ -245,9 +257,10 @@ class CertificateCredential(MsalApplication):
         authority: Authority,
         *,
         send_x5c: bool = False,
+        connection: ConnectionSettings | None = None,
         ca_bundle: str | None = None,
     ) -> None:
-        super().__init__(client_id, authority, ca_bundle=ca_bundle)
+        super().__init__(client_id, authority, connection=connection, ca_bundle=ca_bundle)
         self.certificate = certificate
         self.send_x5c = send_x5c
 
@@ -300,10 +313,16 @@ class PasswordCredential(MsalApplication):
 class ManagedIdentityCredential(Credential):
     """The Azure host's managed identity (App Service: IDENTITY_ENDPOINT and IDENTITY_HEADER)."""
 
-    def __init__(self, client_id: str | None = None, *, ca_bundle: str | None = None) -> None:
+    def __init__(
+        self,
+        client_id: str | None = None,
+        *,
+        connection: ConnectionSettings | None = None,
+        ca_bundle: str | None = None,
+    ) -> None:
         super().__init__()
         self.client_id = client_id
-        self.ca_bundle = ca_bundle
+        self.connection = _connection(connection, ca_bundle)
         self._client: Any = None
 
     def _acquire(self, scope: str, force_refresh: bool) -> dict[str, Any]:
@@ -315,7 +334,7 @@ class ManagedIdentityCredential(Credential):
                 if self.client_id
                 else msal.SystemAssignedManagedIdentity()
             )
-            self._client = msal.ManagedIdentityClient(identity, http_client=self.http_client(self.ca_bundle))
+            self._client = msal.ManagedIdentityClient(identity, http_client=self.http_client(self.connection))
         # Managed identity speaks in resources, not scopes.
         resource = scope.removesuffix("/.default")
         result: dict[str, Any] = self._client.acquire_token_for_client(resource=resource)

@@ -31,7 +31,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from sandbox import USERS, SigningKey, find_user, mint_token, read_endpoints
+from sandbox import USERS, IdentitySecrets, SigningKey, find_user, mint_token, read_endpoints
 
 from ._figures import median, print_table
 from ._sandbox_process import SandboxProcess
@@ -50,8 +50,6 @@ def contoso_users(count: int) -> list[str]:
 @contextmanager
 def http_server(data_dir: Path) -> Iterator[str]:
     """`dynamics-mcp serve --transport http` configured as an operator would, stopped on exit."""
-    from sandbox._identity import IdentitySecrets
-
     endpoints = read_endpoints(data_dir)
     authority = str(endpoints["authority"])
     environment = {

@@ -1,6 +1,6 @@
 """Async client for the Dataverse Web API: requests, retries, errors, OData building, metadata, discovery."""
 
-from ._client import DataverseClient, Page, Row, RowKey, UpsertMode, WhoAmI, Written
+from ._client import DataverseClient, Page, Position, Row, RowKey, UpsertMode, WhoAmI, Written
 from ._discovery import (
     DEFAULT_DISCOVERY_URL,
     DISCOVERY_BY_AUTHORITY,
@@ -24,13 +24,16 @@ from ._errors import (
     TransportError,
     UnknownTable,
     ValidationFailed,
+    WriteRefused,
 )
-from ._fetchxml import fetch_entity
+from ._fetchxml import FetchQuery
 from ._http import ConnectionSettings, build_http_client
-from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary
-from ._odata import Expand, InvalidQuery, ODataQuery, equals, literal
+from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary, resolve_table_name
+from ._odata import Expand, InvalidQuery, ODataQuery, equals, filter_paths, literal
 from ._retry import RetryPolicy
+from ._single_flight import SingleFlight
 from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
+from ._transport import api_base_url, is_loopback
 
 __all__ = [
     "DEFAULT_DISCOVERY_URL",
@@ -47,12 +50,14 @@ __all__ = [
     "DataverseError",
     "DuplicateRecord",
     "Expand",
+    "FetchQuery",
     "Instance",
     "InvalidQuery",
     "NotFound",
     "ODataQuery",
     "Page",
     "PermissionDenied",
+    "Position",
     "PreconditionFailed",
     "Relationship",
     "RequestTimeout",
@@ -61,6 +66,7 @@ __all__ = [
     "RowKey",
     "ServiceError",
     "ServiceUnavailable",
+    "SingleFlight",
     "StaticTokenProvider",
     "TableMetadata",
     "TableSummary",
@@ -71,11 +77,15 @@ __all__ = [
     "UpsertMode",
     "ValidationFailed",
     "WhoAmI",
+    "WriteRefused",
     "Written",
+    "api_base_url",
     "build_http_client",
     "discovery_scope",
     "equals",
-    "fetch_entity",
+    "filter_paths",
+    "is_loopback",
     "list_instances",
     "literal",
+    "resolve_table_name",
 ]

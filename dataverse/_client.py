@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import anyio
 import httpx2
 
 from ._errors import NOTHING_WRITTEN, DataverseError, NotFound
-from ._fetchxml import page_fetchxml, paging_cookie_from_annotation
+from ._fetchxml import FetchQuery, paging_cookie_from_annotation
 from ._metadata import (
     CHOICE_CASTS,
     TABLE_PROPERTIES,
@@ -29,7 +29,7 @@ from ._metadata import (
     label_text,
     resolve_table_name,
 )
-from ._odata import IDENTIFIER, LiteralValue, ODataQuery, identifier, key_segment, literal
+from ._odata import IDENTIFIER, InvalidQuery, LiteralValue, ODataQuery, identifier, key_segment, literal
 from ._retry import RetryPolicy
 from ._tokens import TokenProvider
 from ._transport import DATAVERSE_CONCURRENCY_LIMIT, DEFAULT_API_VERSION, Transport, api_base_url
@@ -49,19 +49,41 @@ class WhoAmI:
 
 
 @dataclass(frozen=True)
+class Position:
+    """Where a query's next page starts, as the service said it; it can only name a page of the same query.
+
+    `token` is the OData `$skiptoken` or the FetchXML paging cookie, `page` the page number, `delivered` the rows
+    of the pages before it (a `top` is applied by the client, since the service ignores `$top` beside
+    `odata.maxpagesize`).
+    """
+
+    token: str | None
+    page: int
+    delivered: int
+
+    def to_json(self) -> list[Any]:
+        return [self.token, self.page, self.delivered]
+
+    @classmethod
+    def from_json(cls, value: Any) -> Position:
+        """A position handed back (e.g. inside a cursor), checked for shape."""
+        match value:
+            case [str() | None as token, int() as page, int() as delivered] if page >= 2 and delivered >= 0:
+                return cls(token, page, delivered)
+        raise InvalidQuery("That paging position is not one this client made.")
+
+
+@dataclass(frozen=True)
 class Page:
-    """One page of a query: its rows, the total when asked for, and whether more follow."""
+    """One page of a query: its rows, the total when asked for, and where the next page starts (None: last)."""
 
     rows: list[Row]
     count: int | None
-    next_link: str | None = None
-    paging_cookie: str | None = None
-    page_number: int = 1
-    more_records: bool = False
+    next: Position | None = None
 
     @property
     def has_more(self) -> bool:
-        return self.next_link is not None or self.more_records
+        return self.next is not None
 
 
 @dataclass(frozen=True)
@@ -91,6 +113,7 @@ class DataverseClient:
         max_concurrency: int = DATAVERSE_CONCURRENCY_LIMIT,
         metadata_ttl: float = 3600.0,
         user_agent: str = "dynamics-mcp",
+        read_only: bool = False,
     ) -> None:
         self.environment_url = environment_url.rstrip("/")
         self.transport = Transport(
@@ -100,6 +123,7 @@ class DataverseClient:
             retry=retry,
             max_concurrency=max_concurrency,
             user_agent=user_agent,
+            read_only=read_only,
         )
         self._tables: SingleFlightCache[list[TableSummary]] = SingleFlightCache(metadata_ttl)
         self._metadata: SingleFlightCache[TableMetadata] = SingleFlightCache(metadata_ttl)
@@ -193,68 +217,92 @@ class DataverseClient:
         body: Row = await self._get_json(self._entity_path(summary.entity_set_name, key), params, **headers)
         return body
 
-    async def query(
-        self, table: str, query: ODataQuery, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True
-    ) -> AsyncIterator[Page]:
-        """The pages of an OData query, following `@odata.nextLink` until the last page."""
-        summary = await self.resolve_table(table)
-        headers = {"Prefer": _prefer(page_size, annotations)}
-        url = self.transport.url(summary.entity_set_name)
-        params: Mapping[str, str] | None = query.params()
-        while True:
-            outcome = await self.transport.send("GET", url, repeatability="safe", params=params, headers=headers)
-            page = _page(outcome.response.json())
-            yield page
-            if page.next_link is None:
-                return
-            if not self.transport.is_own_url(page.next_link):
-                raise DataverseError("The service returned a next-page link outside this environment; stopping.")
-            url, params = page.next_link, None
-
-    async def continue_query(self, next_link: str, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True) -> Page:
-        """The page an `@odata.nextLink` names (a cursor handed back by a caller)."""
-        if not self.transport.is_own_url(next_link):
-            raise DataverseError("That cursor does not belong to this environment.")
-        outcome = await self.transport.send(
-            "GET", next_link, repeatability="safe", headers={"Prefer": _prefer(page_size, annotations)}
-        )
-        return _page(outcome.response.json())
-
-    async def fetch(
-        self, table: str, fetchxml: str, *, page_size: int = MAX_PAGE_SIZE, annotations: bool = True
-    ) -> AsyncIterator[Page]:
-        """The pages of a FetchXML query, following the paging cookie."""
-        summary = await self.resolve_table(table)
-        cookie: str | None = None
-        page_number = 1
-        while True:
-            page = await self.fetch_page(summary.entity_set_name, fetchxml, page_number, cookie, page_size, annotations)
-            yield page
-            if not page.has_more:
-                return
-            cookie, page_number = page.paging_cookie, page_number + 1
-
-    async def fetch_page(
+    async def read_page(
         self,
-        entity_set: str,
-        fetchxml: str,
-        page_number: int,
-        cookie: str | None,
+        table: str,
+        query: ODataQuery | FetchQuery,
+        *,
         page_size: int = MAX_PAGE_SIZE,
+        position: Position | None = None,
         annotations: bool = True,
     ) -> Page:
-        paged = page_fetchxml(fetchxml, page_number, page_size, cookie)
-        headers = {"Prefer": ALL_ANNOTATIONS} if annotations else {}
-        body = await self._get_json(identifier(entity_set, "entity set"), {"fetchXml": paged}, **headers)
-        more = bool(body.get("@Microsoft.Dynamics.CRM.morerecords"))
-        annotation = body.get("@Microsoft.Dynamics.CRM.fetchxmlpagingcookie")
-        return Page(
-            rows=list(body.get("value") or []),
-            count=body.get("@Microsoft.Dynamics.CRM.totalrecordcount"),
-            paging_cookie=paging_cookie_from_annotation(annotation) if more and annotation else None,
-            page_number=page_number,
-            more_records=more,
+        """One page of a query: the first, or the one `position` (from the page before) names.
+
+        Every request is built here from the query itself; a position adds only the service's paging token, so
+        nothing handed back by a caller can change what a query reads.
+        """
+        summary = await self.resolve_table(table)
+        entity_set = identifier(summary.entity_set_name, "entity set")
+        if isinstance(query, FetchQuery):
+            return await self._fetch_page(entity_set, query, page_size, position, annotations)
+        top = query.top
+        size = min(page_size, top) if top is not None else page_size
+        # "Don't use $top with the Prefer: odata.maxpagesize request header. If you include both, $top is
+        # ignored" (Page results using OData): the client stops after `top` rows itself.
+        params = {name: value for name, value in query.params().items() if name != "$top"}
+        if position is not None:
+            if position.token is None:
+                raise InvalidQuery("That paging position has no paging token.")
+            params["$skiptoken"] = position.token
+        outcome = await self.transport.send(
+            "GET",
+            self.transport.url(entity_set),
+            repeatability="safe",
+            params=params,
+            headers={"Prefer": _prefer(size, annotations)},
         )
+        body = outcome.response.json()
+        delivered = position.delivered if position else 0
+        rows = list(body.get("value") or [])
+        if top is not None:
+            rows = rows[: max(0, top - delivered)]
+        next_link = body.get("@odata.nextLink")
+        following = None
+        if next_link and (top is None or delivered + len(rows) < top):
+            token = self._skiptoken(str(next_link))
+            following = Position(token, (position.page if position else 1) + 1, delivered + len(rows))
+        return Page(rows=rows, count=body.get("@odata.count"), next=following)
+
+    def _skiptoken(self, next_link: str) -> str:
+        """The paging token of an `@odata.nextLink`; the rest of the link is the query the client sent."""
+        if not self.transport.is_own_url(next_link):
+            raise DataverseError("The service returned a next-page link outside this environment; stopping.")
+        tokens = parse_qs(urlsplit(next_link).query, keep_blank_values=True).get("$skiptoken")
+        if not tokens:
+            raise DataverseError("The service returned a next-page link without a $skiptoken; stopping.")
+        return tokens[0]
+
+    async def _fetch_page(
+        self, entity_set: str, query: FetchQuery, page_size: int, position: Position | None, annotations: bool
+    ) -> Page:
+        page_number = position.page if position else 1
+        paged = query.page_text(page_number, page_size, position.token if position else None)
+        headers = {"Prefer": ALL_ANNOTATIONS} if annotations else {}
+        body = await self._get_json(entity_set, {"fetchXml": paged}, **headers)
+        rows = list(body.get("value") or [])
+        following = None
+        if body.get("@Microsoft.Dynamics.CRM.morerecords") and query.top is None:
+            annotation = body.get("@Microsoft.Dynamics.CRM.fetchxmlpagingcookie")
+            cookie = paging_cookie_from_annotation(annotation) if annotation else None
+            following = Position(cookie, page_number + 1, (position.delivered if position else 0) + len(rows))
+        return Page(rows=rows, count=body.get("@Microsoft.Dynamics.CRM.totalrecordcount"), next=following)
+
+    async def query(
+        self,
+        table: str,
+        query: ODataQuery | FetchQuery,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        annotations: bool = True,
+    ) -> AsyncIterator[Page]:
+        """Every page of a query (OData or FetchXML), to the last."""
+        position: Position | None = None
+        while True:
+            page = await self.read_page(table, query, page_size=page_size, position=position, annotations=annotations)
+            yield page
+            if page.next is None:
+                return
+            position = page.next
 
     # -- writing rows --------------------------------------------------------------------------------------
 
@@ -410,12 +458,6 @@ def _prefer(page_size: int, annotations: bool) -> str:
     if annotations:
         parts.append(ALL_ANNOTATIONS)
     return ",".join(parts)
-
-
-def _page(body: dict[str, Any]) -> Page:
-    return Page(
-        rows=list(body.get("value") or []), count=body.get("@odata.count"), next_link=body.get("@odata.nextLink")
-    )
 
 
 def _options(option_set: dict[str, Any]) -> tuple[Choice, ...]:

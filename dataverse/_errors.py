@@ -13,6 +13,7 @@
         Throttled               429 after the retry budget
         ServiceUnavailable      500, 502, 503, 504 after the retries
       UnknownTable              no table by that name; knows the closest names
+      WriteRefused              a write through a read-only client: refused before anything was sent
 
 Messages are for people: what failed, Dataverse's code and message, what a failed write did and did not write,
 what to do next. They never hold a token or a URL's query values.
@@ -156,6 +157,12 @@ class UnknownTable(DataverseError):
         super().__init__(f"No table named {name!r}.{suggestion}", hint="Use list_tables to see the tables.")
         self.name = name
         self.closest = tuple(closest)
+
+
+class WriteRefused(DataverseError):
+    """A request that may write (anything but GET and HEAD) through a read-only client; nothing was sent."""
+
+    hint = "Writes are turned off for this server; ask its administrator if you need them."
 
 
 def error_from_response(

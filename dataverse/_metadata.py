@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
-import anyio
-
 from ._errors import UnknownTable
+from ._single_flight import SingleFlight
 
 T = TypeVar("T")
 LOOKUP_TYPES: Final = frozenset({"Lookup", "Customer", "Owner"})
@@ -237,6 +236,23 @@ class TableMetadata:
             one_to_many=tuple(Relationship.from_json(item) for item in data.get("OneToManyRelationships") or ()),
         )
 
+    def navigation_target(self, navigation: str) -> str | None:
+        """The table a navigation property of this table reaches (single- or collection-valued), or None."""
+        for relationship in self.many_to_one:
+            if relationship.referencing_navigation == navigation:
+                return relationship.referenced_table
+        for relationship in self.one_to_many:
+            if relationship.referenced_navigation == navigation:
+                return relationship.referencing_table
+        return None
+
+    def has_property(self, name: str) -> bool:
+        """Whether `name` is a column as the Web API names it (`name`, or `_primarycontactid_value`)."""
+        if name.startswith("_") and name.endswith("_value"):
+            column = self.columns.get(name[1:-6])
+            return column is not None and column.is_lookup
+        return name in self.columns
+
     def navigation_property(self, column: str, target: str) -> str | None:
         """The single-valued navigation property that sets lookup `column` to a row of `target`."""
         for relationship in self.many_to_one:
@@ -253,39 +269,24 @@ class _Entry(Generic[T]):
 
 @dataclass
 class SingleFlightCache(Generic[T]):
-    """Values by key with a TTL; concurrent misses of one key share one load."""
+    """Values by key with a TTL; concurrent misses of one key share one load, and a failure is not kept."""
 
     ttl: float
     clock: Callable[[], float] = time.monotonic
     _entries: dict[str, _Entry[T]] = field(default_factory=dict)
-    _loading: dict[str, anyio.Event] = field(default_factory=dict)
-    _failures: dict[str, BaseException] = field(default_factory=dict)
+    _flights: SingleFlight[T] = field(default_factory=SingleFlight)
 
     async def get(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
-        while True:
-            entry = self._entries.get(key)
-            if entry is not None and self.clock() - entry.loaded_at < self.ttl:
-                return entry.value
-            event = self._loading.get(key)
-            if event is None:
-                break
-            await event.wait()
-            failure = self._failures.get(key)
-            if failure is not None and key not in self._entries:
-                raise failure
-        event = self._loading[key] = anyio.Event()
-        self._failures.pop(key, None)
-        try:
+        entry = self._entries.get(key)
+        if entry is not None and self.clock() - entry.loaded_at < self.ttl:
+            return entry.value
+
+        async def load_and_keep() -> T:
             value = await load()
-        except BaseException as error:
-            self._failures[key] = error
-            raise
-        else:
             self._entries[key] = _Entry(value, self.clock())
             return value
-        finally:
-            del self._loading[key]
-            event.set()
+
+        return await self._flights.run(key, load_and_keep)
 
     def clear(self) -> None:
         self._entries.clear()

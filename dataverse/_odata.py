@@ -136,3 +136,58 @@ class ODataQuery:
 def equals(column: str, value: LiteralValue) -> str:
     """A `$filter` comparison `column eq value` with the value escaped."""
     return f"{identifier(column)} eq {literal(value)}"
+
+
+# A `$filter`'s tokens: string literals whole (quotes doubled inside), numbers, GUIDs and dates whole, names
+# (dotted for functions), and single characters.
+_FILTER_TOKEN: Final = re.compile(r"'(?:[^']|'')*'|\d[\w.:+-]*|[A-Za-z_][\w.]*|\S")
+_NAME: Final = re.compile(r"^[A-Za-z_][\w.]*$")
+LAMBDA_OPERATORS: Final = frozenset({"any", "all"})
+
+
+def filter_paths(text: str) -> list[tuple[str, ...]]:
+    """Every property path a `$filter` names (`primarycontactid/fullname`), for a policy to check.
+
+    A lambda variable is replaced by the path it ranges over (`contact_customer_accounts/any(c: c/fullname eq
+    'x')` names `contact_customer_accounts/any` and `contact_customer_accounts/fullname`), and a query
+    function's `PropertyName='...'` counts as a path too. Keywords, literals and function names come out as
+    one-segment paths.
+    """
+    tokens = _FILTER_TOKEN.findall(text)
+    paths: list[tuple[str, ...]] = []
+    variables: dict[str, tuple[str, ...]] = {}
+    lambdas: list[tuple[int, str, tuple[str, ...] | None]] = []  # (depth of its body, variable, binding it hid)
+    depth, index = 0, 0
+    while index < len(tokens):
+        part = tokens[index]
+        if part == "(":
+            depth += 1
+        elif part == ")":
+            while lambdas and lambdas[-1][0] == depth:
+                _, variable, hidden = lambdas.pop()
+                if hidden is None:
+                    variables.pop(variable, None)
+                else:
+                    variables[variable] = hidden
+            depth -= 1
+        elif part.startswith("'"):
+            if index >= 2 and tokens[index - 1] == "=" and tokens[index - 2] == "PropertyName":
+                paths.append(tuple(part[1:-1].replace("''", "'").split("/")))
+        elif _NAME.match(part):
+            segments = [part]
+            while index + 2 < len(tokens) and tokens[index + 1] == "/" and _NAME.match(tokens[index + 2]):
+                segments.append(tokens[index + 2])
+                index += 2
+            head = variables.get(segments[0])
+            path = head + tuple(segments[1:]) if head is not None else tuple(segments)
+            paths.append(path)
+            opens_lambda = len(segments) > 1 and segments[-1] in LAMBDA_OPERATORS
+            if opens_lambda and tokens[index + 1 : index + 2] == ["("] and tokens[index + 3 : index + 4] == [":"]:
+                variable = tokens[index + 2]
+                depth += 1
+                lambdas.append((depth, variable, variables.get(variable)))
+                variables[variable] = path[:-1]
+                index += 4
+                continue
+        index += 1
+    return paths

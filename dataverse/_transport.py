@@ -3,7 +3,8 @@
 Every request of the client goes through `Transport.send`. It adds the OData headers, a bearer token, a
 `User-Agent` naming the product and a fresh `x-ms-client-request-id`; waits for a slot under the environment's
 concurrency cap (which follows the service's `x-ms-dop-hint`); retries as `RetryPolicy` allows; refreshes the
-token once after a 401; and turns any failure into the package's error tree.
+token once after a 401; and turns any failure into the package's error tree. A read-only transport refuses
+anything but GET and HEAD before it asks for a token: a guard that holds however a write was reached.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from ._errors import (
     ServiceError,
     Throttled,
     TransportError,
+    WriteRefused,
     error_from_response,
 )
 from ._retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_after
@@ -97,6 +99,7 @@ class Transport:
         retry: RetryPolicy | None = None,
         max_concurrency: int = DATAVERSE_CONCURRENCY_LIMIT,
         user_agent: str = "dynamics-mcp",
+        read_only: bool = False,
     ) -> None:
         self.http = http
         self.api_url = service_url(api_url)
@@ -105,6 +108,7 @@ class Transport:
         self.max_concurrency = max(1, max_concurrency)
         self.limiter = anyio.CapacityLimiter(self.max_concurrency)
         self.user_agent = user_agent
+        self.read_only = read_only
 
     def url(self, path: str) -> str:
         return f"{self.api_url}/{path.lstrip('/')}"
@@ -134,11 +138,15 @@ class Transport:
         params: Mapping[str, str] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        reads: bool = False,
     ) -> Outcome:
         """Send one request with retries; raises a DataverseError subclass on failure.
 
-        A write's error says in `may_have_written` whether any attempt may have been carried out.
+        A write's error says in `may_have_written` whether any attempt may have been carried out. `reads` says
+        that a request of another method than GET or HEAD only reads (a read-only transport then sends it).
         """
+        if self.read_only and not reads and method.upper() not in READS:
+            raise WriteRefused(f"This server is read-only: the {method} request was not sent to Dataverse.")
         if not self.is_own_url(url):
             raise TransportError(f"Refusing to send a request outside {self.api_url}.")
         waited, attempt, force_refresh, refreshed = 0.0, 0, False, False

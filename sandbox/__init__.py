@@ -7,6 +7,7 @@ It stands in for Microsoft's services, so it shares no code with the client it t
 from ._app import RequestLog, RequestRecord, Sandbox, mint_token, read_endpoints
 from ._directory import ENVIRONMENTS, TENANT_ID, USERS, EnvironmentSpec, User, find_user
 from ._faults import Fault, FaultInjector, FaultKind
+from ._identity import IdentitySecrets
 from ._tokens import SigningKey, TokenRejected
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "Fault",
     "FaultInjector",
     "FaultKind",
+    "IdentitySecrets",
     "RequestLog",
     "RequestRecord",
     "Sandbox",

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import unquote_plus
 
 import anyio
 import uvicorn
@@ -58,6 +59,7 @@ class RequestRecord:
     object_id: str | None
     client_id: str | None
     token_sha256: str | None
+    query: str = ""  # the query string, percent-decoded: what a request asked for, e.g. its $filter
 
 
 @dataclass
@@ -116,6 +118,7 @@ class RequestLogMiddleware:
                     object_id=claims.get("oid"),
                     client_id=claims.get("appid") or claims.get("azp"),
                     token_sha256=hashlib.sha256(token.encode()).hexdigest() if token else None,
+                    query=unquote_plus(scope.get("query_string", b"").decode("latin-1")),
                 )
             )
 

@@ -22,14 +22,23 @@ from pydantic import AnyHttpUrl
 from dataverse import (
     DEFAULT_DISCOVERY_URL,
     DISCOVERY_BY_AUTHORITY,
-    ConnectionSettings,
     DataverseClient,
+    DataverseError,
     RetryPolicy,
     StaticTokenProvider,
     TokenProvider,
     build_http_client,
 )
-from tools import AppState, Environment, Environments, Policy, build_tools, choose_environment
+from tools import (
+    AppState,
+    Cursors,
+    Environment,
+    Environments,
+    Policy,
+    PolicyError,
+    build_tools,
+    choose_environment,
+)
 
 from ._settings import ConfigurationError, ServerSettings
 from ._users import Caller, UserEnvironments
@@ -69,13 +78,20 @@ class StaticEnvironments:
     def caller(self) -> str:
         return self.identity
 
+    @property
+    def caller_id(self) -> str:
+        return self.identity
+
 
 def user_agent() -> str:
     return f"dynamics-mcp/{__version__}"
 
 
 def _connector(http: httpx2.AsyncClient, settings: ServerSettings, retry: RetryPolicy | None) -> Connect:
-    """How this server reaches an environment: the process's HTTP client, its limits, one caller's tokens."""
+    """How this server reaches an environment: the process's HTTP client, its limits, one caller's tokens.
+
+    In read-only mode the clients themselves refuse to send writes, whatever tool or path reaches them.
+    """
 
     def connect(url: str, version: str, tokens: TokenProvider) -> DataverseClient:
         return DataverseClient(
@@ -86,6 +102,7 @@ def _connector(http: httpx2.AsyncClient, settings: ServerSettings, retry: RetryP
             retry=retry,
             max_concurrency=settings.max_concurrency,
             user_agent=user_agent(),
+            read_only=settings.read_only,
         )
 
     return connect
@@ -229,7 +246,7 @@ def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[Aut
     tenants = settings.allowed_tenants or (
         None if settings.tenant_id in ("common", "organizations") else frozenset({settings.tenant_id.lower()})
     )
-    http = build_http_client(ConnectionSettings(ca_bundle=settings.ca_bundle))
+    http = build_http_client(settings.connection())
     verifier = EntraTokenVerifier(http, authority, audiences, tenants)
     auth = AuthSettings(
         issuer_url=AnyHttpUrl(f"{authority}/v2.0"),
@@ -238,6 +255,37 @@ def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[Aut
         validate_token_resource=False,  # the verifier checks the audience: Entra tokens name an app, not a URL
     )
     return auth, verifier
+
+
+async def check_table_policy(policy: Policy, environments: StaticEnvironments) -> None:
+    """At start-up, a table list entry that names no table of an environment stops the server, saying which.
+
+    An environment that cannot be reached now is checked on first use instead (its tools are refused then).
+    """
+    if not policy.lists_tables:
+        return
+    for environment in environments.environments:
+        try:
+            tables = await environment.client.list_tables()
+        except DataverseError as error:
+            logger.warning("Could not check the table policy against %s now: %s", environment.name, error)
+            continue
+        try:
+            policy.resolve(environment.name, tables)
+        except PolicyError as error:
+            raise ConfigurationError(str(error)) from None
+
+
+def cursors(settings: ServerSettings, transport: str) -> Cursors:
+    """Paging cursors signed with DYNAMICS_MCP_CURSOR_KEY, else with a key made for this process."""
+    if settings.cursor_key is not None:
+        return Cursors(settings.cursor_key.get_secret_value().encode())
+    if transport == "http":
+        logger.warning(
+            "DYNAMICS_MCP_CURSOR_KEY is not set: paging cursors are signed with a key made for this process, so "
+            "they do not survive a restart and other replicas refuse them. Give every replica the same key."
+        )
+    return Cursors.with_new_key()
 
 
 def build_server(
@@ -264,16 +312,17 @@ def build_server(
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(build_http_client(connection))
+            http = await stack.enter_async_context(build_http_client(settings.connection()))
             environments: Environments
             if verifier is not None:
                 stack.push_async_callback(verifier.http.aclose)
                 environments = open_user_environments(settings, http, stack, retry)
             else:
                 environments = await open_environments(settings, http, stack, retry)
-            yield AppState(environments=environments, policy=policy)
+                if isinstance(environments, StaticEnvironments):
+                    await check_table_policy(policy, environments)
+            yield AppState(environments=environments, policy=policy, cursors=cursors(settings, transport))
 
     return MCPServer[AppState](
         "dynamics-mcp",

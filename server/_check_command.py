@@ -6,9 +6,9 @@ import sys
 import time
 from contextlib import AsyncExitStack
 
-from dataverse import ConnectionSettings, DataverseError, RetryPolicy, TransportError, build_http_client
+from dataverse import DataverseError, RetryPolicy, TransportError, build_http_client, discovery_scope
 
-from ._app import open_environments
+from ._app import discovery_url, open_environments
 from ._credentials import build_credential, scope_for
 from ._settings import ConfigurationError, ServerSettings
 
@@ -19,10 +19,9 @@ def _say(line: str) -> None:
 
 async def check(settings: ServerSettings) -> int:
     """WhoAmI and the version of each environment, with latency; failures explained in plain words."""
-    connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
     failures = 0
     async with AsyncExitStack() as stack:
-        http = await stack.enter_async_context(build_http_client(connection))
+        http = await stack.enter_async_context(build_http_client(settings.connection()))
         # A diagnosis, not a workload: one quick repeat, so an unreachable environment is reported in seconds.
         environments = await open_environments(settings, http, stack, RetryPolicy(max_attempts=2))
         for environment in await environments.all():
@@ -47,14 +46,35 @@ async def check(settings: ServerSettings) -> int:
 
 async def login(settings: ServerSettings) -> int:
     """Sign the user in, in the browser where one can be opened, else with a device code (on stderr); cache the
-    tokens, encrypted, for `serve`."""
-    if settings.auth_mode() not in ("device-code", "interactive"):
-        raise ConfigurationError("login is for delegated sign-in: unset DATAVERSE_ACCESS_TOKEN and app credentials.")
+    tokens, encrypted, for `serve`. Nothing to sign in to is a ConfigurationError, never a success."""
+    scopes = _sign_in_scopes(settings)
     credential = build_credential(settings, interactive=True)
     try:
-        for environment in settings.configured_environments():
-            await credential.token(scope_for("device-code", environment.url))
+        for scope in scopes:
+            await credential.token(scope)
     finally:
         credential.close()
     print("Signed in; the tokens are cached, encrypted, for dynamics-mcp serve.", file=sys.stderr)  # noqa: T201
     return 0
+
+
+def _sign_in_scopes(settings: ServerSettings) -> list[str]:
+    """What `serve` will ask the signed-in user's tokens for: each environment, else Global Discovery."""
+    mode = settings.auth_mode()
+    wanted = "login is for a person's own sign-in (DYNAMICS_MCP_AUTH=interactive or device-code)"
+    if mode == "token":
+        raise ConfigurationError(
+            f"Nothing to sign in to: a ready token is configured (DATAVERSE_ACCESS_TOKEN or access_token); {wanted}."
+        )
+    if mode not in ("device-code", "interactive"):
+        raise ConfigurationError(f"Nothing to sign in to: the {mode} mode signs in by itself; {wanted}.")
+    environments = settings.configured_environments()
+    if environments:
+        return [scope_for(mode, environment.url) for environment in environments]
+    if settings.auth is not None:  # asked for by name: serve finds the user's environments with Global Discovery
+        return [discovery_scope(discovery_url(settings))]
+    raise ConfigurationError(
+        "Nothing to sign in to: no environment is configured, so serve uses the embedded sandbox. Set "
+        "DATAVERSE_URL=https://contoso.crm.dynamics.com, or DYNAMICS_MCP_AUTH=interactive to sign in and find "
+        "your environments with Global Discovery."
+    )

@@ -49,7 +49,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
     """
     mode = settings.auth_mode()
     authority = Authority(settings.authority_host, settings.tenant_id or "organizations")
-    ca_bundle = str(settings.ca_bundle) if settings.ca_bundle else None
+    connection = settings.connection()
     client_id = settings.client_id or ""
     if mode in ("client-secret", "certificate", "on-behalf-of"):
         _require(settings.tenant_id, "AZURE_TENANT_ID", "AZURE_TENANT_ID=<directory (tenant) id>")
@@ -58,7 +58,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
         _require(settings.client_secret, "AZURE_CLIENT_SECRET", "AZURE_CLIENT_SECRET=<the secret's value>")
         assert settings.client_secret is not None
         return ClientSecretCredential(
-            client_id, settings.client_secret.get_secret_value(), authority, ca_bundle=ca_bundle
+            client_id, settings.client_secret.get_secret_value(), authority, connection=connection
         )
     if mode == "certificate":
         _require(
@@ -67,10 +67,10 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
         assert settings.certificate_path is not None
         certificate = _certificate(settings.certificate_path, settings)
         return CertificateCredential(
-            client_id, certificate, authority, send_x5c=settings.send_certificate_chain, ca_bundle=ca_bundle
+            client_id, certificate, authority, send_x5c=settings.send_certificate_chain, connection=connection
         )
     if mode == "managed-identity":
-        return ManagedIdentityCredential(settings.client_id, ca_bundle=ca_bundle)
+        return ManagedIdentityCredential(settings.client_id, connection=connection)
     if mode == "password":
         _require(settings.username, "AZURE_USERNAME", "AZURE_USERNAME=user@contoso.com")
         _require(settings.password, "AZURE_PASSWORD", "AZURE_PASSWORD=<password>")
@@ -80,7 +80,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
             settings.username,
             settings.password.get_secret_value(),
             authority,
-            ca_bundle=ca_bundle,
+            connection=connection,
         )
     if mode == "on-behalf-of":
         _require(settings.user_assertion, "DYNAMICS_MCP_USER_ASSERTION", "the signed-in user's token")
@@ -90,7 +90,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
             _server_credential(settings),
             authority,
             settings.user_assertion.get_secret_value(),
-            ca_bundle=ca_bundle,
+            connection=connection,
         )
     if mode in ("device-code", "interactive"):
         cache = EncryptedTokenCache(settings.token_cache) if settings.token_cache else EncryptedTokenCache()
@@ -103,7 +103,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
                 cache=cache.cache,
                 on_cache_change=cache.save,
                 terminal=interactive,
-                ca_bundle=ca_bundle,
+                connection=connection,
             )
         return DeviceCodeCredential(
             public_client,
@@ -111,7 +111,7 @@ def build_credential(settings: ServerSettings, *, interactive: bool = False) -> 
             cache=cache.cache,
             on_cache_change=cache.save,
             terminal=interactive,
-            ca_bundle=ca_bundle,
+            connection=connection,
         )
     raise ConfigurationError(f"DYNAMICS_MCP_AUTH={mode} needs no credential object here.")
 
@@ -142,5 +142,5 @@ def build_exchange(settings: ServerSettings) -> OnBehalfOfExchange:
         settings.client_id,
         _server_credential(settings),
         Authority(settings.authority_host, settings.tenant_id),
-        ca_bundle=str(settings.ca_bundle) if settings.ca_bundle else None,
+        connection=settings.connection(),
     )

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dataverse._transport import is_loopback
+from dataverse import is_loopback
 
 from ._app import build_server, is_per_user
 from ._settings import ConfigurationError, ServerSettings

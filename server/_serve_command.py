@@ -32,10 +32,26 @@ def serve(config: Path | None, *, read_only: bool | None, transport: str = "stdi
             from ._app import build_server
 
             build_server(settings).run("stdio")
-    except ConfigurationError as error:
-        print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
+    except (ConfigurationError, BaseExceptionGroup) as error:
+        # A configuration error found at start-up (the lifespan) arrives wrapped by the transport's task group.
+        found = configuration_error(error)
+        if found is None:
+            raise
+        print(f"dynamics-mcp: {found}", file=sys.stderr)  # noqa: T201
         return 2
     return 0
+
+
+def configuration_error(error: BaseException) -> ConfigurationError | None:
+    """The configuration error `error` is or holds, however deep in exception groups."""
+    if isinstance(error, ConfigurationError):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = configuration_error(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def list_environments(config: Path | None) -> int:
@@ -45,14 +61,13 @@ def list_environments(config: Path | None) -> int:
         return 2
     from contextlib import AsyncExitStack
 
-    from dataverse import ConnectionSettings, build_http_client
+    from dataverse import DataverseError, build_http_client
 
     from ._app import open_environments
 
     async def run() -> int:
-        connection = ConnectionSettings(connect_timeout=settings.connect_timeout, read_timeout=settings.read_timeout)
         async with AsyncExitStack() as stack:
-            http = await stack.enter_async_context(build_http_client(connection))
+            http = await stack.enter_async_context(build_http_client(settings.connection()))
             environments = await open_environments(settings, http, stack)
             for environment in await environments.all():
                 print(f"{environment.name}\t{environment.url}\t{environment.friendly_name or ''}")  # noqa: T201
@@ -60,7 +75,7 @@ def list_environments(config: Path | None) -> int:
 
     try:
         return asyncio.run(run())
-    except ConfigurationError as error:
+    except (ConfigurationError, DataverseError) as error:  # a sign-in or discovery failure, explained
         print(f"dynamics-mcp: {error}", file=sys.stderr)  # noqa: T201
         return 2
 

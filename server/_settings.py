@@ -1,7 +1,10 @@
 """Configuration: environment variables (names shared with azure-identity), a TOML file, command-line flags.
 
-Flags win over environment variables, which win over the TOML file. A configuration error names the setting,
-what was wrong, and an example of a right value; secrets never appear in a message.
+Flags win over environment variables, which win over the TOML file. Each setting is read from one variable, its
+documented name (the field's validation alias), and from the file and flags under its field name: never from a
+variable named like the field (URL, USERNAME, READ_ONLY), which a shell, Windows or a model may set. A
+configuration error names the setting, what was wrong, and an example of a right value; secrets never appear in
+a message.
 """
 
 from __future__ import annotations
@@ -9,13 +12,21 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
 
-from dataverse._transport import api_base_url
+from dataverse import ConnectionSettings, api_base_url
 
 AuthMode = Literal[
     "token",
@@ -27,6 +38,9 @@ AuthMode = Literal[
     "on-behalf-of",
     "password",
 ]
+
+
+CURSOR_KEY_LENGTH: Final = 32
 
 
 class ConfigurationError(Exception):
@@ -84,77 +98,58 @@ def _split_exact(value: Any) -> Any:
 
 
 class ServerSettings(BaseSettings):
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # Flags and TOML keys are field names (validate_by_name); the environment is read by _DocumentedVariables.
+    model_config = SettingsConfigDict(
+        extra="ignore", validate_by_name=True, validate_by_alias=True, case_sensitive=True
+    )
 
-    url: str | None = Field(None, validation_alias=AliasChoices("DATAVERSE_URL", "url"))
-    api_version: str = Field("v9.2", validation_alias=AliasChoices("DATAVERSE_API_VERSION", "api_version"))
-    access_token: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DATAVERSE_ACCESS_TOKEN", "access_token")
-    )
-    auth: AuthMode | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_AUTH", "auth"))
-    environments: list[EnvironmentSettings] = Field(default_factory=list)
-    default_environment: str | None = Field(
-        None, validation_alias=AliasChoices("DYNAMICS_MCP_DEFAULT_ENVIRONMENT", "default_environment")
-    )
-    read_only: bool = Field(False, validation_alias=AliasChoices("DYNAMICS_MCP_READ_ONLY", "read_only"))
+    url: str | None = Field(None, validation_alias="DATAVERSE_URL")
+    api_version: str = Field("v9.2", validation_alias="DATAVERSE_API_VERSION")
+    access_token: SecretStr | None = Field(None, validation_alias="DATAVERSE_ACCESS_TOKEN")
+    auth: AuthMode | None = Field(None, validation_alias="DYNAMICS_MCP_AUTH")
+    environments: list[EnvironmentSettings] = Field(default_factory=list)  # no variable: the TOML file's
+    default_environment: str | None = Field(None, validation_alias="DYNAMICS_MCP_DEFAULT_ENVIRONMENT")
+    read_only: bool = Field(False, validation_alias="DYNAMICS_MCP_READ_ONLY")
     allowed_tables: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_TABLES", "allowed_tables")
+        frozenset(), validation_alias="DYNAMICS_MCP_ALLOWED_TABLES"
     )
     denied_tables: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_DENIED_TABLES", "denied_tables")
+        frozenset(), validation_alias="DYNAMICS_MCP_DENIED_TABLES"
     )
-    connect_timeout: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("DATAVERSE_CONNECT_TIMEOUT", "connect_timeout")
-    )
-    read_timeout: float | None = Field(
-        None, ge=0, validation_alias=AliasChoices("DATAVERSE_READ_TIMEOUT", "read_timeout")
-    )
-    max_concurrency: int = Field(
-        52, ge=1, le=52, validation_alias=AliasChoices("DATAVERSE_MAX_CONCURRENCY", "max_concurrency")
-    )
-    sandbox_user: str = Field("admin", validation_alias=AliasChoices("DYNAMICS_MCP_SANDBOX_USER", "sandbox_user"))
-    tenant_id: str | None = Field(None, validation_alias=AliasChoices("AZURE_TENANT_ID", "tenant_id"))
-    client_id: str | None = Field(None, validation_alias=AliasChoices("AZURE_CLIENT_ID", "client_id"))
-    client_secret: SecretStr | None = Field(None, validation_alias=AliasChoices("AZURE_CLIENT_SECRET", "client_secret"))
-    certificate_path: Path | None = Field(
-        None, validation_alias=AliasChoices("AZURE_CLIENT_CERTIFICATE_PATH", "certificate_path")
-    )
-    certificate_password: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("AZURE_CLIENT_CERTIFICATE_PASSWORD", "certificate_password")
-    )
-    send_certificate_chain: bool = Field(
-        False, validation_alias=AliasChoices("AZURE_CLIENT_SEND_CERTIFICATE_CHAIN", "send_certificate_chain")
-    )
-    authority_host: str = Field(
-        "https://login.microsoftonline.com", validation_alias=AliasChoices("AZURE_AUTHORITY_HOST", "authority_host")
-    )
-    username: str | None = Field(None, validation_alias=AliasChoices("AZURE_USERNAME", "username"))
-    password: SecretStr | None = Field(None, validation_alias=AliasChoices("AZURE_PASSWORD", "password"))
-    user_assertion: SecretStr | None = Field(
-        None, validation_alias=AliasChoices("DYNAMICS_MCP_USER_ASSERTION", "user_assertion")
-    )
-    ca_bundle: Path | None = Field(None, validation_alias=AliasChoices("SSL_CERT_FILE", "ca_bundle"))
-    token_cache: Path | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_TOKEN_CACHE", "token_cache"))
-    discovery_url: str | None = Field(None, validation_alias=AliasChoices("DATAVERSE_DISCOVERY_URL", "discovery_url"))
-    audience: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=AliasChoices("DYNAMICS_MCP_AUDIENCE", "audience")
-    )
-    public_url: str | None = Field(None, validation_alias=AliasChoices("DYNAMICS_MCP_PUBLIC_URL", "public_url"))
+    connect_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_CONNECT_TIMEOUT")
+    read_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_READ_TIMEOUT")
+    max_concurrency: int = Field(52, ge=1, le=52, validation_alias="DATAVERSE_MAX_CONCURRENCY")
+    sandbox_user: str = Field("admin", validation_alias="DYNAMICS_MCP_SANDBOX_USER")
+    tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
+    client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
+    client_secret: SecretStr | None = Field(None, validation_alias="AZURE_CLIENT_SECRET")
+    certificate_path: Path | None = Field(None, validation_alias="AZURE_CLIENT_CERTIFICATE_PATH")
+    certificate_password: SecretStr | None = Field(None, validation_alias="AZURE_CLIENT_CERTIFICATE_PASSWORD")
+    send_certificate_chain: bool = Field(False, validation_alias="AZURE_CLIENT_SEND_CERTIFICATE_CHAIN")
+    authority_host: str = Field("https://login.microsoftonline.com", validation_alias="AZURE_AUTHORITY_HOST")
+    username: str | None = Field(None, validation_alias="AZURE_USERNAME")
+    password: SecretStr | None = Field(None, validation_alias="AZURE_PASSWORD")
+    user_assertion: SecretStr | None = Field(None, validation_alias="DYNAMICS_MCP_USER_ASSERTION")
+    ca_bundle: Path | None = Field(None, validation_alias="SSL_CERT_FILE")
+    # No variable of its own: unset, httpx honours HTTPS_PROXY, HTTP_PROXY and NO_PROXY.
+    proxy: str | None = None
+    token_cache: Path | None = Field(None, validation_alias="DYNAMICS_MCP_TOKEN_CACHE")
+    discovery_url: str | None = Field(None, validation_alias="DATAVERSE_DISCOVERY_URL")
+    audience: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="DYNAMICS_MCP_AUDIENCE")
+    public_url: str | None = Field(None, validation_alias="DYNAMICS_MCP_PUBLIC_URL")
     allowed_hosts: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_HOSTS", "allowed_hosts")
+        frozenset(), validation_alias="DYNAMICS_MCP_ALLOWED_HOSTS"
     )
     allowed_origins: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_ORIGINS", "allowed_origins")
+        frozenset(), validation_alias="DYNAMICS_MCP_ALLOWED_ORIGINS"
     )
     allowed_tenants: Annotated[frozenset[str], NoDecode] = Field(
-        frozenset(), validation_alias=AliasChoices("DYNAMICS_MCP_ALLOWED_TENANTS", "allowed_tenants")
+        frozenset(), validation_alias="DYNAMICS_MCP_ALLOWED_TENANTS"
     )
-    required_scopes: Annotated[tuple[str, ...], NoDecode] = Field(
-        (), validation_alias=AliasChoices("DYNAMICS_MCP_REQUIRED_SCOPES", "required_scopes")
-    )
-    tool_scopes: dict[str, frozenset[str]] = Field(
-        default_factory=dict, validation_alias=AliasChoices("DYNAMICS_MCP_TOOL_SCOPES", "tool_scopes")
-    )
+    required_scopes: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="DYNAMICS_MCP_REQUIRED_SCOPES")
+    tool_scopes: dict[str, frozenset[str]] = Field(default_factory=dict, validation_alias="DYNAMICS_MCP_TOOL_SCOPES")
+    # Authenticates paging cursors; replicas behind one load balancer share it.
+    cursor_key: SecretStr | None = Field(None, validation_alias="DYNAMICS_MCP_CURSOR_KEY")
 
     @field_validator("discovery_url", "public_url")
     @classmethod
@@ -165,6 +160,32 @@ class ServerSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"{url!r} is not an http(s) URL")
         return url.rstrip("/")
+
+    @field_validator("proxy")
+    @classmethod
+    def valid_proxy(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # Not quoted: a proxy URL may hold a password.
+            raise ValueError("not a proxy URL such as http://proxy.contoso.com:8080")
+        return url
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def existing_ca_bundle(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist or is not a file")
+        return path
+
+    @field_validator("cursor_key")
+    @classmethod
+    def long_cursor_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # Hashed into the key that signs cursors: shorter is guessable.
+        if key is not None and len(key.get_secret_value()) < CURSOR_KEY_LENGTH:
+            raise ValueError(f"the key needs at least {CURSOR_KEY_LENGTH} characters")
+        return key
 
     @field_validator("tool_scopes")
     @classmethod
@@ -219,7 +240,18 @@ class ServerSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return init_settings, env_settings
+        # Flags, then variables, then the TOML file (model_config's toml_file: see load_settings). No .env file
+        # and no secrets directory: nothing is read that the README does not name.
+        return init_settings, _DocumentedVariables(settings_cls), _TomlFile(settings_cls)
+
+    def connection(self) -> ConnectionSettings:
+        """How every HTTP client of the server connects: to Dataverse, discovery, the authority, its keys."""
+        return ConnectionSettings(
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            proxy=self.proxy,
+            ca_bundle=self.ca_bundle,
+        )
 
     def configured_environments(self) -> list[EnvironmentSettings]:
         """The environments to serve: the TOML file's, or the one DATAVERSE_URL names; none means the sandbox."""
@@ -230,24 +262,61 @@ class ServerSettings(BaseSettings):
         return []
 
 
+class _DocumentedVariables(EnvSettingsSource):
+    """Environment variables: each setting from its documented name, the field's validation alias, only.
+
+    pydantic-settings' own source also reads a variable named like the field when fields may be set by name (as
+    flags and TOML keys are); a setting with no variable of its own (environments, proxy) is not read at all.
+    """
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        variable = field.validation_alias
+        if not isinstance(variable, str):
+            return None, field_name, False
+        # Not case-sensitive only where the environment is not (Windows).
+        return self.env_vars.get(variable if self.case_sensitive else variable.lower()), variable, False
+
+
+class _TomlFile(TomlConfigSettingsSource):
+    """The TOML file: each setting under its field name, the lower-case key the README shows; nothing else."""
+
+    def __call__(self) -> dict[str, Any]:
+        unknown = sorted(set(self.toml_data) - set(self.settings_cls.model_fields))
+        if unknown:
+            names = ", ".join(
+                key if _field_of(key) == key else f"{key} (the key is {_field_of(key)})" for key in unknown
+            )
+            raise ConfigurationError(
+                f"--config {self.toml_file_path}: no setting is named {names}; the keys are the lower-case names "
+                "of the README's Configuration table, e.g. read_only = true"
+            )
+        return super().__call__()
+
+
+def _reading(config: Path) -> type[ServerSettings]:
+    """ServerSettings whose lowest source is the TOML file `config`."""
+
+    class FileSettings(ServerSettings):
+        model_config = SettingsConfigDict(toml_file=config)
+
+    return FileSettings
+
+
 def load_settings(config: Path | None = None, **flags: Any) -> ServerSettings:
-    """Settings from the TOML file (lowest), the environment, then flags; raises ConfigurationError."""
-    file_values: dict[str, Any] = {}
-    if config is not None:
-        try:
-            file_values = tomllib.loads(config.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigurationError(f"--config {config}: no such file") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigurationError(f"--config {config}: not valid TOML ({error})") from None
+    """Settings from the TOML file (lowest), the environment, then flags (by field name); raises
+    ConfigurationError."""
+    if config is not None and not config.is_file():
+        raise ConfigurationError(f"--config {config}: no such file")
     try:
-        from_environment = ServerSettings()
-        merged = {**file_values, **from_environment.model_dump(exclude_unset=True), **flags}
-        settings = ServerSettings.model_validate(merged)
+        settings = (ServerSettings if config is None else _reading(config))(**flags)
         settings.configured_environments()
         return settings
     except ValidationError as error:
         raise ConfigurationError(_explain(error)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigurationError(f"--config {config}: not valid TOML ({error})") from None
+    except OSError as error:
+        raise ConfigurationError(f"--config {config}: cannot be read ({error.strerror or error})") from None
 
 
 _EXAMPLES = {
@@ -262,23 +331,37 @@ _EXAMPLES = {
     "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",
     "public_url": "DYNAMICS_MCP_PUBLIC_URL=https://mcp.contoso.com",
     "tool_scopes": 'DYNAMICS_MCP_TOOL_SCOPES={"delete_record": ["Records.Delete"]}',
+    "ca_bundle": "SSL_CERT_FILE=/path/to/ca-bundle.pem",
+    "proxy": 'proxy = "http://proxy.contoso.com:8080" in the TOML file',
+    "cursor_key": (
+        "DYNAMICS_MCP_CURSOR_KEY=<32+ random characters, e.g. from: "
+        'python -c "import secrets; print(secrets.token_urlsafe(32))">'
+    ),
 }
 
 
 def _field_of(name: str) -> str:
     """The settings field a variable name (or TOML key) sets."""
     for field_name, field in ServerSettings.model_fields.items():
-        alias = field.validation_alias
-        if name == field_name or (isinstance(alias, AliasChoices) and name in alias.choices):
+        if name in (field_name, field.validation_alias):
             return field_name
     return name
+
+
+def _label(name: str) -> str:
+    """A setting as the user may have written it: `DATAVERSE_URL (url)`, its variable and its TOML key."""
+    field_name = _field_of(name)
+    field = ServerSettings.model_fields.get(field_name)
+    variable = field.validation_alias if field is not None else None
+    return f"{variable} ({field_name})" if isinstance(variable, str) else field_name
 
 
 def _explain(error: ValidationError) -> str:
     lines = []
     for problem in error.errors(include_input=False, include_url=False):
-        setting = ".".join(str(part) for part in problem["loc"]) or "configuration"
-        example = _EXAMPLES.get(_field_of(str(problem["loc"][0])) if problem["loc"] else "", "")
+        location = [str(part) for part in problem["loc"]]
+        setting = ".".join([_label(location[0]), *location[1:]]) if location else "configuration"
+        example = _EXAMPLES.get(_field_of(location[0]) if location else "", "")
         hint = f" Example: {example}." if example else ""
         lines.append(f"{setting}: {problem['msg']}.{hint}")
     return "Invalid configuration: " + " ".join(lines)

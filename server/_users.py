@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 import httpx2
 from mcp.server.auth.middleware.auth_context import get_access_token
 
-from dataverse import DataverseClient, TokenProvider, discovery_scope, list_instances
+from dataverse import DataverseClient, SingleFlight, TokenProvider, discovery_scope, list_instances
 from tools import Environment, choose_environment
 
 from ._settings import EnvironmentSettings
@@ -42,6 +42,7 @@ class _UserSession:
     clients: dict[str, DataverseClient] = field(default_factory=dict)
     discovered: list[Environment] | None = None
     discovered_at: float = 0.0
+    discovery: SingleFlight[list[Environment]] = field(default_factory=SingleFlight)  # one request per user
 
 
 def current_caller() -> Caller:
@@ -105,13 +106,18 @@ class UserEnvironments:
         if self.configured:
             return [self._environment(session, e.display_name(), e.url, e.name, e.api_version) for e in self.configured]
         if session.discovered is None or time.monotonic() - session.discovered_at > DISCOVERY_TTL:
-            tokens = session.credential.for_scope(discovery_scope(self.discovery_url))
-            instances = await list_instances(self.http, self.discovery_url, tokens)
-            session.discovered = [
-                self._environment(session, i.url_name or i.unique_name, i.url, i.friendly_name, "v9.2")
-                for i in instances
-            ]
-            session.discovered_at = time.monotonic()
+
+            async def discover() -> list[Environment]:
+                tokens = session.credential.for_scope(discovery_scope(self.discovery_url))
+                instances = await list_instances(self.http, self.discovery_url, tokens)
+                session.discovered = [
+                    self._environment(session, i.url_name or i.unique_name, i.url, i.friendly_name, "v9.2")
+                    for i in instances
+                ]
+                session.discovered_at = time.monotonic()
+                return session.discovered
+
+            return list(await session.discovery.run("instances", discover))
         return list(session.discovered)
 
     async def open(self, name: str | None) -> Environment:
@@ -120,3 +126,7 @@ class UserEnvironments:
     @property
     def caller(self) -> str:
         return self._caller().name
+
+    @property
+    def caller_id(self) -> str:
+        return self._caller().key

@@ -7,14 +7,11 @@ the column. A table description is one short line per column.
 
 from __future__ import annotations
 
-import base64
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic_core
-from mcp.server.mcpserver.exceptions import ToolError
 
 from dataverse import Choice, Column, TableMetadata
 
@@ -22,25 +19,34 @@ FORMATTED: Final = "@OData.Community.Display.V1.FormattedValue"
 LOOKUP_TABLE: Final = "@Microsoft.Dynamics.CRM.lookuplogicalname"
 CHOICE_TYPES: Final = frozenset({"Picklist", "State", "Status"})
 PLAIN_BOOLEAN_LABELS: Final = frozenset({"yes", "no", "true", "false"})
+TablePredicate = Callable[[str], bool]  # whether the policy lets a table's data through
 
 
-def shape_row(row: Mapping[str, Any], *, keep_nulls: bool = False) -> dict[str, Any]:
-    """A Web API row (annotations included) as the tools return it."""
+def shape_row(row: Mapping[str, Any], allows: TablePredicate, *, keep_nulls: bool = False) -> dict[str, Any]:
+    """A Web API row (annotations included) as the tools return it.
+
+    A lookup to a table that `allows` refuses keeps its id and table but not its name: the name is that table's
+    data (its primary column), read through the lookup's formatted value.
+    """
     shaped: dict[str, Any] = {}
     for key, value in row.items():
         # Most columns of a wide row are null: skip them (and annotations) before any other test.
         if (value is None and not keep_nulls) or "@" in key:
             continue
         if isinstance(value, dict):
-            shaped[key] = shape_row(value, keep_nulls=keep_nulls)
+            shaped[key] = shape_row(value, allows, keep_nulls=keep_nulls)
             continue
         if isinstance(value, list):
-            shaped[key] = [shape_row(item, keep_nulls=keep_nulls) if isinstance(item, dict) else item for item in value]
+            shaped[key] = [
+                shape_row(item, allows, keep_nulls=keep_nulls) if isinstance(item, dict) else item for item in value
+            ]
             continue
         label = row.get(key + FORMATTED)
         if key.startswith("_") and key.endswith("_value"):
             name = key[1:-6]
-            shaped[name] = None if value is None else _lookup(value, row.get(key + LOOKUP_TABLE), label)
+            table = row.get(key + LOOKUP_TABLE)
+            readable = isinstance(table, str) and allows(table)
+            shaped[name] = None if value is None else _lookup(value, table, label if readable else None)
         elif label is not None and isinstance(value, int) and not isinstance(value, bool):
             shaped[key] = {"value": value, "label": label} if _is_choice_label(value, label) else value
         elif label is not None and isinstance(value, bool) and label.lower() not in PLAIN_BOOLEAN_LABELS:
@@ -88,28 +94,6 @@ def fit(rows: Iterable[dict[str, Any]], budget: Budget) -> tuple[list[dict[str, 
     return kept, False
 
 
-# -- cursors ------------------------------------------------------------------------------------------------
-
-
-def encode_cursor(state: Mapping[str, Any]) -> str:
-    """An opaque continuation token; it holds no secret, only where to resume."""
-    text = json.dumps(state, separators=(",", ":"), ensure_ascii=False)
-    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        padded = cursor.strip() + "=" * (-len(cursor.strip()) % 4)
-        state = json.loads(base64.urlsafe_b64decode(padded.encode()))
-    except (ValueError, UnicodeDecodeError):
-        state = None
-    if not isinstance(state, dict):
-        raise ToolError(
-            "That cursor is not valid: pass back the cursor exactly as returned, or query again without it."
-        )
-    return state
-
-
 # -- table descriptions -------------------------------------------------------------------------------------
 
 _INT32: Final = (-2147483648, 2147483647)
@@ -149,7 +133,9 @@ def _choices_text(choices: tuple[Choice, ...], full: bool) -> str:
     return text
 
 
-def describe_column(column: Column, choices: tuple[Choice, ...] | None, *, full_choices: bool) -> str:
+def describe_column(
+    column: Column, choices: tuple[Choice, ...] | None, allows: TablePredicate, *, full_choices: bool
+) -> str:
     """One line: type and limits, flags, label, choices."""
     kind = column.attribute_type
     if column.type_name == "MultiSelectPicklistType":
@@ -157,7 +143,8 @@ def describe_column(column: Column, choices: tuple[Choice, ...] | None, *, full_
     elif kind in CHOICE_TYPES:
         text = "choice"
     elif column.is_lookup:
-        text = f"lookup→{'|'.join(column.targets) or '?'}"
+        targets = [target for target in column.targets if allows(target)]
+        text = f"lookup→{'|'.join(targets) or '(not available)'}"
     elif kind == "DateTime":
         text = "date" if column.format == "DateOnly" else "datetime"
     else:
@@ -188,6 +175,7 @@ def describe_column(column: Column, choices: tuple[Choice, ...] | None, *, full_
 def table_description(
     table: TableMetadata,
     choices: Mapping[str, tuple[Choice, ...]],
+    allows: TablePredicate,
     *,
     columns: list[str] | None,
     include_relationships: bool,
@@ -211,7 +199,9 @@ def table_description(
         "primary_id": summary.primary_id,
         "primary_name": summary.primary_name,
         "columns": {
-            column.logical_name: describe_column(column, choices.get(column.logical_name), full_choices=bool(columns))
+            column.logical_name: describe_column(
+                column, choices.get(column.logical_name), allows, full_choices=bool(columns)
+            )
             for column in sorted(chosen, key=lambda column: column.logical_name)
         },
     }
@@ -228,10 +218,12 @@ def table_description(
         described["relationships"] = {
             relationship.referencing_navigation: f"{relationship.referencing_column} → {relationship.referenced_table}"
             for relationship in table.many_to_one
+            if allows(relationship.referenced_table)
         } | {
             relationship.referenced_navigation: (
                 f"{relationship.referencing_table} rows by {relationship.referencing_column}"
             )
             for relationship in table.one_to_many
+            if allows(relationship.referencing_table)
         }
     return described

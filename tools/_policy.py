@@ -1,36 +1,82 @@
 """What the server allows: read-only mode, table allow and deny lists applied to every tool, and the scopes
-a signed-in caller's token must carry for a given tool (HTTP)."""
+a signed-in caller's token must carry for a given tool (HTTP).
+
+The lists are written by people (`contacts, Lead`): each entry is resolved like a tool's `table` argument
+(logical, entity set or display name, any case) against each environment's tables, and an entry that names no
+table there is a configuration error naming the closest real table, never a list that silently denies nothing.
+What is checked is then always a logical name the service itself reported.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mcp.server.mcpserver.exceptions import ToolError
 
+from dataverse import TableSummary, UnknownTable, resolve_table_name
+
 WRITE_TOOLS = frozenset({"create_record", "update_record", "upsert_record", "delete_record"})
+
+
+class TableRefused(ToolError):
+    """The table policy refuses a table a call names or reaches; nothing was sent."""
+
+
+class PolicyError(Exception):
+    """The allow or deny list names a table the environment does not have; the message says which."""
+
+
+@dataclass(frozen=True)
+class TableAccess:
+    """The table lists resolved against one environment: logical names only."""
+
+    allowed: frozenset[str] | None = None  # None: every table not denied
+    denied: frozenset[str] = frozenset()
+
+    def allows(self, logical_name: str) -> bool:
+        name = logical_name.lower()
+        return name not in self.denied and (self.allowed is None or name in self.allowed)
+
+    def check(self, logical_name: str) -> None:
+        """Raise the tool error for a table this server may not touch."""
+        if not self.allows(logical_name):
+            raise TableRefused(
+                f"The table '{logical_name}' is not available through this server (its allow or deny list). "
+                "Use list_tables to see the tables you can use."
+            )
 
 
 @dataclass(frozen=True)
 class Policy:
     read_only: bool = False
-    allowed_tables: frozenset[str] = field(default_factory=frozenset)  # empty: every table
+    allowed_tables: frozenset[str] = field(default_factory=frozenset)  # as configured; empty: every table
     denied_tables: frozenset[str] = field(default_factory=frozenset)
     tool_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tool -> scopes it needs
 
-    def allows_table(self, logical_name: str) -> bool:
-        name = logical_name.lower()
-        if name in self.denied_tables:
-            return False
-        return not self.allowed_tables or name in self.allowed_tables
+    @property
+    def lists_tables(self) -> bool:
+        return bool(self.allowed_tables or self.denied_tables)
 
-    def check_table(self, logical_name: str) -> None:
-        """Raise the tool error for a table this server may not touch."""
-        if not self.allows_table(logical_name):
-            raise ToolError(
-                f"The table '{logical_name}' is not available through this server (its allow or deny list). "
-                "Use list_tables to see the tables you can use."
-            )
+    def resolve(self, environment: str, tables: Sequence[TableSummary]) -> TableAccess:
+        """The lists as logical names of `tables`; PolicyError names every entry that matches no table."""
+        problems: list[str] = []
+
+        def resolved(entries: frozenset[str], setting: str) -> frozenset[str]:
+            names = set()
+            for entry in sorted(entries):
+                try:
+                    names.add(resolve_table_name(entry, tables).logical_name)
+                except UnknownTable as unknown:
+                    closest = f"; the closest is '{unknown.closest[0]}'" if unknown.closest else ""
+                    problems.append(f"{setting} names '{entry}', which is no table of {environment}{closest}")
+            return frozenset(names)
+
+        allowed = resolved(self.allowed_tables, "DYNAMICS_MCP_ALLOWED_TABLES") if self.allowed_tables else None
+        denied = resolved(self.denied_tables, "DYNAMICS_MCP_DENIED_TABLES")
+        if problems:
+            raise PolicyError(". ".join(problems) + ".")
+        return TableAccess(allowed, denied)
 
     def check_scopes(self, tool: str, granted: Collection[str] | None) -> None:
         """Raise the tool error when a signed-in caller's token lacks a scope this tool needs.

@@ -6,12 +6,16 @@ a seam: stdio serves a fixed set of environments, streamable HTTP (later) one se
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from dataverse import DataverseClient
 
-from ._policy import Policy
+from ._cursor import Cursors
+from ._policy import Policy, PolicyError, TableAccess, TableRefused
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,40 @@ class Environments(Protocol):
         """Who the calls run as, for the audit log."""
         ...
 
+    @property
+    def caller_id(self) -> str:
+        """A stable id of the caller (tenant and object id over HTTP): what cursors are bound to."""
+        ...
+
 
 @dataclass(frozen=True)
 class AppState:
     environments: Environments
     policy: Policy
+    cursors: Cursors = field(default_factory=Cursors.with_new_key)
+    _access: dict[str, TableAccess] = field(default_factory=dict)
+    _reported: set[str] = field(default_factory=set)
+
+    async def access(self, environment: Environment) -> TableAccess:
+        """The table policy resolved for `environment`; a misconfigured one refuses that environment's tools."""
+        access = self._access.get(environment.url)
+        if access is not None:
+            return access
+        if not self.policy.lists_tables:
+            access = TableAccess()
+        else:
+            try:
+                access = self.policy.resolve(environment.name, await environment.client.list_tables())
+            except PolicyError as error:
+                if environment.url not in self._reported:
+                    self._reported.add(environment.url)
+                    logger.error("The table policy cannot be applied to %s: %s", environment.name, error)
+                raise TableRefused(
+                    f"The tools of environment {environment.name} are refused: this server's table allow or deny "
+                    "list names a table it does not have. An administrator must fix the server's configuration."
+                ) from None
+        self._access[environment.url] = access
+        return access
 
 
 def choose_environment(environments: list[Environment], name: str | None, default: str | None = None) -> Environment:

@@ -18,6 +18,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from dataverse import Choice, Column, DataverseClient, TableMetadata
 
 from ._errors import unknown_columns
+from ._policy import TableAccess
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -37,8 +38,10 @@ def _choice(table: TableMetadata, column: Column, value: Any, choices: tuple[Cho
     raise _problem(table, column, f"{value!r} is not one of its choices ({valid})")
 
 
-async def _lookup(client: DataverseClient, table: TableMetadata, column: Column, value: Any) -> tuple[str, str | None]:
-    """(`<navigation>@odata.bind`, `/<entity set>(<id>)` or None to clear)."""
+async def _lookup(
+    client: DataverseClient, access: TableAccess, table: TableMetadata, column: Column, value: Any
+) -> tuple[str, str | None]:
+    """(`<navigation>@odata.bind`, `/<entity set>(<id>)` or None to clear); the target table must be allowed."""
     if value is None:
         target_name = column.targets[0] if column.targets else ""
         navigation = table.navigation_property(column.logical_name, target_name)
@@ -51,6 +54,7 @@ async def _lookup(client: DataverseClient, table: TableMetadata, column: Column,
         targets = " or ".join(column.targets)
         raise _problem(table, column, f'give a lookup as {{"table": "{targets}", "id": "<row id>"}}')
     target = await client.resolve_table(str(value["table"]))
+    access.check(target.logical_name)  # binding to a row reads nothing, but writes into that table's relationships
     if target.logical_name not in column.targets:
         raise _problem(table, column, f"points at {' or '.join(column.targets)}, not {target.logical_name}")
     try:
@@ -116,9 +120,9 @@ def _datetime(table: TableMetadata, column: Column, value: Any) -> str:
 
 
 async def request_body(
-    client: DataverseClient, table: TableMetadata, values: dict[str, Any], *, creating: bool
+    client: DataverseClient, access: TableAccess, table: TableMetadata, values: dict[str, Any], *, creating: bool
 ) -> dict[str, Any]:
-    """The JSON body for a create or update of `table` with `values`, fully checked."""
+    """The JSON body for a create or update of `table` with `values`, fully checked (lookups against the policy)."""
     if not values:
         raise ToolError("values is empty: give at least one column and its value.")
     unknown = [name for name in values if name.lower() not in table.columns]
@@ -132,7 +136,7 @@ async def request_body(
         if not column.is_odata_property or not (column.is_valid_for_create if creating else column.is_valid_for_update):
             raise _problem(table, column, f"cannot be set on {operation} (read-only or computed)")
         if column.is_lookup:
-            key, reference = await _lookup(client, table, column, value)
+            key, reference = await _lookup(client, access, table, column, value)
             body[key] = reference
         elif column.attribute_type in ("Picklist", "State", "Status") or column.type_name == "MultiSelectPicklistType":
             if value is None:

@@ -13,6 +13,7 @@ from dataverse import (
     DataverseClient,
     DuplicateRecord,
     Expand,
+    FetchQuery,
     ODataQuery,
     StaticTokenProvider,
     UnknownTable,
@@ -116,7 +117,7 @@ async def test_fetchxml_pages_through_the_paging_cookie(sandbox: Sandbox, http: 
     dataverse = client(sandbox, http)
     seen: list[str] = []
     pages = 0
-    async for page in dataverse.fetch("contacts", fetchxml, page_size=25):
+    async for page in dataverse.query("contacts", FetchQuery.parse(fetchxml), page_size=25):
         seen += [row["contactid"] for row in page.rows]
         assert all("company.name" in row for row in page.rows)
         pages += 1

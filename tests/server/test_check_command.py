@@ -14,6 +14,7 @@ import httpx2
 import pytest
 
 from sandbox import TENANT_ID, Sandbox
+from server._serve_command import run_async_command
 
 from ..auth.browser import browser_command
 from ..auth.certificates import certificate_pem, make_certificate, write_pem, write_pfx
@@ -163,6 +164,104 @@ async def test_login_with_a_device_code_then_check_reuses_the_cache(
     assert_encrypted(cache)
     if not fallback:  # once is enough to show that serve and check find the user login signed in
         expect_ok(await run("check", env), "b0000000-0000-4000-8000-000000000002")
+
+
+async def test_login_with_no_environment_signs_in_for_global_discovery(sandbox: Sandbox, tmp_path: Path) -> None:
+    env = base_env(
+        sandbox,
+        tmp_path,
+        DYNAMICS_MCP_AUTH="interactive",
+        AZURE_CLIENT_ID=PUBLIC_APP,
+        AZURE_USERNAME="alice",
+        DATAVERSE_DISCOVERY_URL=sandbox.discovery_url,
+        **browser_command(sandbox.ca_file),
+    )
+    del env["DATAVERSE_URL"]
+    status, _, err = await run("login", env)
+    assert status == 0, err
+    assert "Signed in" in err
+    status, out, err = await run("environments", env)  # the cached sign-in, no browser this time
+    assert status == 0, err
+    assert {line.split("\t")[1] for line in out.splitlines()} == {
+        environment.url for environment in sandbox.environments.values()
+    }
+
+
+URL = "https://contoso.crm.dynamics.com"
+
+
+@pytest.mark.parametrize(
+    ("variables", "file", "message"),
+    [
+        ({"DATAVERSE_URL": URL, "DATAVERSE_ACCESS_TOKEN": "ready-token-value"}, "", "a ready token is configured"),
+        ({}, f'[[environments]]\nurl = "{URL}"\naccess_token = "ready-token-value"\n', "a ready token is configured"),
+        (
+            {
+                "DATAVERSE_URL": URL,
+                "AZURE_TENANT_ID": str(TENANT_ID),
+                "AZURE_CLIENT_ID": APP,
+                "AZURE_CLIENT_SECRET": "x-secret-x",
+            },
+            "",
+            "the client-secret mode signs in by itself",
+        ),
+        (
+            {"DATAVERSE_URL": URL, "AZURE_CLIENT_ID": APP, "AZURE_CLIENT_CERTIFICATE_PATH": "app.pem"},
+            "",
+            "the certificate mode signs in by itself",
+        ),
+        (
+            {
+                "DATAVERSE_URL": URL,
+                "IDENTITY_ENDPOINT": "http://127.0.0.1:9/msi/token",
+                "IDENTITY_HEADER": "x-secret-x",
+            },
+            "",
+            "the managed-identity mode signs in by itself",
+        ),
+        (
+            {"DATAVERSE_URL": URL, "AZURE_USERNAME": "alice", "AZURE_PASSWORD": "x-secret-x"},
+            "",
+            "the password mode signs in by itself",
+        ),
+        ({"DATAVERSE_URL": URL, "DYNAMICS_MCP_AUTH": "on-behalf-of"}, "", "the on-behalf-of mode signs in by itself"),
+        ({}, "", "no environment is configured, so serve uses the embedded sandbox"),
+    ],
+    ids=[
+        "token",
+        "token-in-file",
+        "client-secret",
+        "certificate",
+        "managed-identity",
+        "password",
+        "on-behalf-of",
+        "nothing",
+    ],
+)
+def test_login_with_nothing_to_sign_in_to_fails_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    variables: dict[str, str],
+    file: str,
+    message: str,
+) -> None:
+    for name in set(os.environ) - set(CLEAN):
+        monkeypatch.delenv(name)
+    for name, value in {"XDG_CACHE_HOME": str(tmp_path / "cache"), **variables}.items():
+        monkeypatch.setenv(name, value)
+    config = tmp_path / "dynamics-mcp.toml" if file else None
+    if config is not None:
+        config.write_text(file, encoding="utf-8")
+
+    status = run_async_command("login", config)
+
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert err.startswith("dynamics-mcp: Nothing to sign in to: ") and err.count("\n") == 1
+    assert message in err
+    assert out == "" and "Signed in" not in err
+    assert "x-secret-x" not in err and "ready-token-value" not in err
 
 
 async def test_login_signs_in_in_the_browser_where_there_is_one(sandbox: Sandbox, tmp_path: Path) -> None:

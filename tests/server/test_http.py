@@ -120,7 +120,12 @@ async def test_a_user_without_write_privilege_gets_a_clear_error_and_nothing_is_
     )
     assert found.json()["value"] == []
     audit = [record.getMessage() for record in caplog.records if record.name == "dynamics_mcp.audit"]
-    assert audit == [f"create_record table=account id={created['id']} environment=contoso user=alice@contoso.example"]
+    assert [line.split(" id=")[0] for line in audit] == [
+        'create_record outcome="not written" reason=refused table=account',
+        "create_record outcome=written table=account",
+    ]
+    assert audit[0].endswith(" environment=contoso user=carol@contoso.example")
+    assert audit[1].endswith(f" id={created['id']} environment=contoso user=alice@contoso.example")
 
 
 def _claims(sandbox: Sandbox, **changes: Any) -> dict[str, Any]:
@@ -378,3 +383,18 @@ async def test_a_users_concurrent_cold_calls_make_one_exchange_and_one_metadata_
     metadata = [record for record in dataverse_requests(sandbox) if "LogicalName='contact'" in record["path"]]
     assert exchanges == 1
     assert len([record for record in metadata if record["path"].endswith("(LogicalName='contact')")]) == 1
+
+
+async def test_a_cursor_replayed_by_another_user_is_refused(sandbox: Sandbox) -> None:
+    alice, admin = await sign_in(sandbox, "alice"), await sign_in(sandbox, "admin")
+    async with running(http_settings(sandbox)) as url:
+        async with connect(url, admin) as client:
+            first = structured(
+                await client.call_tool("query_records", {"table": "account", "select": ["name"], "page_size": 2})
+            )
+        async with connect(url, alice) as client:
+            replayed = error_text(await client.call_tool("query_records", {"cursor": first["cursor"]}))
+        async with connect(url, admin) as client:
+            resumed = structured(await client.call_tool("query_records", {"cursor": first["cursor"]}))
+    assert "cursor is not valid" in replayed
+    assert len(resumed["rows"]) == 2

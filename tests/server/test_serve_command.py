@@ -150,3 +150,22 @@ async def test_serve_over_http_zero_setup_then_stop_on_sigterm() -> None:
     assert url.startswith("http://127.0.0.1:") and url.endswith("/mcp")
     assert [environment["name"] for environment in environments] == ["contoso", "fabrikam"]
     assert code == 0
+
+
+def test_a_table_list_naming_no_table_stops_serve_with_one_line() -> None:
+    env = {**CLEAN, "DYNAMICS_MCP_DENIED_TABLES": "contacts, Lead, acount"}  # the zero-setup sandbox's tables
+    done = subprocess.run(
+        [sys.executable, "-m", "server", "serve"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        "dynamics-mcp: DYNAMICS_MCP_DENIED_TABLES names 'acount', which is no table of contoso; "
+        "the closest is 'account'."
+    )
+    assert "Traceback" not in done.stderr
