@@ -3,8 +3,8 @@
 A cursor is what a model copies back to get the next page, so it is treated as untrusted input. Its state
 (environment, table, the query's arguments, where the next page starts) is signed with HMAC-SHA256 under a key
 only the server holds, with the caller's id and the tool's name mixed into the signature: a cursor edited by one
-character, replayed by another user or passed to another tool does not open. The state is deflated; state too
-long for a short cursor (a long filter, a FetchXML paging cookie) stays in a bounded in-process store and the
+character, replayed by another user or passed to another tool does not open. The state is deflated (with a preset
+dictionary of what states repeat); state too long for a short cursor (a long filter, a FetchXML paging cookie) stays in a bounded in-process store and the
 cursor carries a random reference to it, so cursors stay under 200 characters.
 
     cursor = base64url(version | expiry (4 bytes) | flags | payload | tag (16 bytes))
@@ -26,12 +26,26 @@ from typing import Any, Final
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-VERSION: Final = 1
+VERSION: Final = 1  # a new version for a new dictionary: old cursors then fail cleanly
 TAG_BYTES: Final = 16
 MAX_CURSOR_CHARS: Final = 190  # a model copies it back: keep it well under 200
 DEFLATED: Final = 1
 STORED: Final = 2
 _HEADER: Final = struct.Struct(">BIB")  # version, expiry (unix seconds), flags
+# What a state usually repeats: its keys, FetchXML's elements, paging cookies as the Web API writes them. Deflate
+# with this preset dictionary keeps a plain query's state with its paging cookie inside the cursor itself (so any
+# replica sharing the key can open it), where without it the state would have to stay in the store.
+_DICTIONARY: Final = (
+    b'{"e":"contoso","t":"account","a":{"select":["name","'
+    b"\"fetchxml\":\"<fetch><entity name=''><attribute name=''/><link-entity name='' from='' to='' alias=''>"
+    b"</link-entity><filter type='and'><condition attribute='' operator='eq' value=''/></filter>"
+    b"<order attribute='' descending='true'/></entity></fetch>\","
+    b'"filter":" eq \'\' and ","orderby":" desc","top":,"expand":["(","count":true,"page_size":'
+    b'<cookie page=\\"1\\"><id last=\\"{\\" first=\\"{}\\" /></cookie>'
+    b'"p":["<cookie pagenumber=\\"2\\" pagingcookie=\\"%253Ccookie%2520page%253D%25221%2522%253E%253Cid%2520last%253D'
+    b'%2522%257B%257D%2522%2520first%253D%2522%257B%257D%2522%2520%252F%253E%253C%252Fcookie%253E\\" '
+    b'istracking=\\"False\\" />",2,50],"s":0}'
+)
 NOT_VALID: Final = (
     "That cursor is not valid here: pass back the cursor exactly as the last result gave it, "
     "or run the query again without it."
@@ -64,7 +78,8 @@ class Cursors:
         """A cursor for `state` that only `caller` can open, in `tool`, until it expires."""
         payload = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
         flags = 0
-        deflated = zlib.compress(payload, 9, wbits=-15)
+        compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_DICTIONARY)
+        deflated = compressor.compress(payload) + compressor.flush()
         if len(deflated) < len(payload):
             payload, flags = deflated, DEFLATED
         expiry = int(self.clock() + self.lifetime)
@@ -106,7 +121,7 @@ class Cursors:
             _, _, flags = _HEADER.unpack_from(stored)
             payload = stored[_HEADER.size :]
         if flags == DEFLATED:
-            payload = zlib.decompress(payload, wbits=-15)
+            payload = zlib.decompressobj(-15, zdict=_DICTIONARY).decompress(payload)
         state = json.loads(payload)
         if not isinstance(state, dict):
             raise ToolError(NOT_VALID)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from mcp import Client, types
 
 from sandbox import Sandbox
-from server import ConfigurationError, build_server
+from server import ConfigurationError, build_server, load_settings
 
 from .support import error_text, server_for, settings_for, structured
 
@@ -376,3 +376,47 @@ async def test_a_deny_list_with_a_typo_stops_the_server_naming_the_closest_table
         async with Client(build_server(settings_for(sandbox, denied_tables="contcat"))):
             pass
     assert "contcat" in str(raised.value) and "'contact'" in str(raised.value)
+
+
+SHARED_KEY = {"cursor_key": "replicas-share-this-key-of-40-characters!"}
+
+
+async def test_replicas_sharing_a_key_resume_each_others_cursors(sandbox: Sandbox) -> None:
+    async with Client(server_for(sandbox, **SHARED_KEY)) as one, Client(server_for(sandbox, **SHARED_KEY)) as two:
+        first = structured(
+            await one.call_tool("query_records", {"table": "account", "select": ["name"], "page_size": 5})
+        )
+        second = structured(await two.call_tool("query_records", {"cursor": first["cursor"]}))
+        third = structured(await one.call_tool("query_records", {"cursor": second["cursor"]}))
+    pages = [{row["accountid"] for row in page["rows"]} for page in (first, second, third)]
+    assert all(len(page) == 5 for page in pages) and len(set().union(*pages)) == 15
+
+
+async def test_the_policy_is_checked_again_on_every_resumed_page(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    """A cursor made where contacts were allowed does not read them where they are denied, key shared or not."""
+    query = {"table": "account", "select": ["name"], "expand": ["primarycontactid(fullname)"], "page_size": 2}
+    async with Client(server_for(sandbox, **SHARED_KEY)) as open_server:
+        cursor = structured(await open_server.call_tool("query_records", query))["cursor"]
+    names = await contact_names(sandbox, http)
+    sandbox.request_log.records.clear()
+    async with Client(server_for(sandbox, **SHARED_KEY, **DENIED)) as guarded:
+        refused = await guarded.call_tool("query_records", {"cursor": cursor})
+    assert "'contact' is not available" in error_text(refused)
+    assert not leaked(refused, names) and touching_contacts(sandbox) == []
+
+
+async def test_a_cursor_is_bound_to_its_environment(sandbox: Sandbox) -> None:
+    environments = [
+        {"name": name, "url": sandbox.environments[name].url, "access_token": sandbox.token("admin", name)}
+        for name in ("contoso", "fabrikam")
+    ]
+    async with Client(build_server(load_settings(None, environments=environments))) as client:
+        cursor = structured(
+            await client.call_tool(
+                "query_records", {"environment": "contoso", "table": "account", "select": ["name"], "page_size": 2}
+            )
+        )["cursor"]
+        elsewhere = error_text(await client.call_tool("query_records", {"cursor": cursor, "environment": "fabrikam"}))
+        same = structured(await client.call_tool("query_records", {"cursor": cursor, "environment": "contoso"}))
+    assert "environment" in elsewhere and "another query" in elsewhere
+    assert len(same["rows"]) == 2
