@@ -39,6 +39,7 @@ TABLE_PROPERTIES: Final = (
     "IsCustomEntity",
     "IsIntersect",
     "IsActivity",
+    "IsPrivate",
 )
 
 
@@ -175,6 +176,7 @@ class TableSummary:
     is_custom: bool
     is_intersect: bool
     is_activity: bool
+    is_private: bool = False  # for the platform's own use: not a table a user asks about
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TableSummary:
@@ -191,6 +193,7 @@ class TableSummary:
             is_custom=bool(data.get("IsCustomEntity")),
             is_intersect=bool(data.get("IsIntersect")),
             is_activity=bool(data.get("IsActivity")),
+            is_private=bool(data.get("IsPrivate")),
         )
 
     def names(self) -> Iterable[str]:

@@ -414,6 +414,7 @@ def _reference_table(file_name: str, *, primary_name: str, display: str, plural:
         IsCustomEntity=False,
         IsActivity=False,
         IsIntersect=False,
+        IsPrivate=False,
         TableType="Standard",
     )
     return entity_metadata
@@ -765,7 +766,7 @@ def _declared_tables() -> list[JsonObject]:
     ]
 
 
-_DECLARED_DEFAULTS: Final = {"IsActivity": False, "IsIntersect": False, "TableType": "Standard"}
+_DECLARED_DEFAULTS: Final = {"IsActivity": False, "IsIntersect": False, "IsPrivate": False, "TableType": "Standard"}
 _ATTRIBUTE_DEFAULTS: Final = {
     "IsValidForRead": True,
     "IsValidODataAttribute": True,
@@ -867,12 +868,29 @@ def entity_definitions() -> tuple[JsonObject, ...]:
     opportunity = _reference_table(
         "opportunity.json", primary_name="name", display="Opportunity", plural="Opportunities"
     )
-    declared = _declared_tables()
+    declared = [*_declared_tables(), _private_table()]
     for entity_metadata in declared:
         _finish_declared(entity_metadata)
     entities = [account, opportunity, *declared]
     _add_relationships(entities)
     return tuple(entities)
+
+
+def _private_table() -> JsonObject:
+    """One of the platform's private tables (`IsPrivate`: for the platform's own use), as real environments list."""
+    name = "entitydatasource"
+    private = entity(
+        name,
+        entity_set="entitydatasources",
+        display="Entity Data Source",
+        plural="Entity Data Sources",
+        object_type_code=85,
+        primary_name="name",
+        ownership="OrganizationOwned",
+        columns=[string(name, "name", "Name", 100), string(name, "entityname", "Entity Name", 100)],
+    )
+    private["IsPrivate"] = True
+    return private
 
 
 @cache

@@ -124,7 +124,7 @@ async def list_tables(
         table
         for table in sorted(tables, key=lambda table: table.logical_name)
         if access.allows(table.logical_name)
-        and (include_system or not (table.is_intersect or table.is_activity))
+        and (include_system or not (table.is_intersect or table.is_activity or table.is_private))
         and all(any(word in name.lower() for name in table.names()) for word in words)
     ]
     page = found[start : start + page_size]

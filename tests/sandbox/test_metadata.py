@@ -74,12 +74,12 @@ def test_a_table_is_found_by_metadata_id_as_by_name() -> None:
         ("LogicalName eq 'account'", {"account"}),
         (
             "OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'OrganizationOwned'",
-            {"product", "transactioncurrency"},
+            {"product", "transactioncurrency", "entitydatasource"},
         ),
         ("LogicalName eq 'account' or LogicalName eq 'contact'", {"account", "contact"}),
         (
             "not (OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned') and LogicalName ne 'product'",
-            {"systemuser", "businessunit", "transactioncurrency"},
+            {"systemuser", "businessunit", "transactioncurrency", "entitydatasource"},
         ),
         ("(ObjectTypeCode lt 3 or ObjectTypeCode gt 10000) and IsCustomEntity eq false", {"account", "contact"}),
         ("MetadataId eq 70816501-EDB9-4740-a16c-6a5efbc05d84", {"account"}),

@@ -211,6 +211,16 @@ async def test_list_tables_searches_and_hides_what_the_policy_denies(sandbox: Sa
     assert "'contact'" in expand
 
 
+async def test_list_tables_hides_private_tables_unless_system_ones_are_asked_for(sandbox: Sandbox) -> None:
+    async with Client(server_for(sandbox)) as client:
+        plain = structured(await client.call_tool("list_tables", {"search": "data source"}))
+        everything = structured(
+            await client.call_tool("list_tables", {"search": "data source", "include_system": True})
+        )
+    assert plain["tables"] == []
+    assert [table["name"] for table in everything["tables"]] == ["entitydatasource"]
+
+
 async def test_read_only_mode_lists_no_write_tools(sandbox: Sandbox) -> None:
     async with Client(server_for(sandbox, read_only=True)) as client:
         names = {tool.name for tool in (await client.list_tools()).tools}
