@@ -5,6 +5,7 @@ It stands in for Microsoft's services, so it shares no code with the client it t
 """
 
 from ._app import RequestLog, RequestRecord, Sandbox, mint_token, read_endpoints
+from ._certificates import TlsFiles
 from ._directory import ENVIRONMENTS, TENANT_ID, USERS, EnvironmentSpec, User, find_user
 from ._faults import Fault, FaultInjector, FaultKind
 from ._identity import IdentitySecrets
@@ -23,6 +24,7 @@ __all__ = [
     "RequestRecord",
     "Sandbox",
     "SigningKey",
+    "TlsFiles",
     "TokenRejected",
     "User",
     "find_user",
