@@ -118,36 +118,37 @@ async def query_records(
             skip = int(resume.get("s") or 0)
             await _check_same_query(app, target, logical_name, arguments, given, table, environment)
         else:
-            odata_parts = [
-                name for name, value in given.items() if value is not None and name not in ("fetchxml", "page_size")
-            ]
-            if fetchxml is not None and odata_parts:
-                raise InvalidQuery(
-                    f"fetchxml replaces the OData parts, but {', '.join(odata_parts)} came with it: "
-                    "give either fetchxml or select/filter/orderby/top/expand/count."
-                )
-            arguments = QueryArguments(
-                select=columns or (),
-                filter=filter,
-                orderby=orderby,
-                top=top,
-                expand=expanded or (),
-                count=bool(count),
-                fetchxml=fetchxml,
-                page_size=page_size or DEFAULT_PAGE_SIZE,
-            )
-            if not table and fetchxml is not None:
-                table = FetchQuery.parse(fetchxml).entity
-            if not table:
+            arguments = _new_query(given)
+            logical_name = table or (FetchQuery.parse(fetchxml).entity if fetchxml is not None else "")
+            if not logical_name:
                 raise InvalidQuery("Give table (or fetchxml, or the cursor of an earlier result).")
             target = await app.environments.open(environment)
-            logical_name = table
         access = await app.access(target)
         summary = await target.client.resolve_table(logical_name)
         access.check(summary.logical_name)
         metadata = await target.client.table(summary.logical_name)
         query = await build_query(target.client, access, metadata, arguments)
         return await _collect(ctx, app, target, access, metadata, arguments, query, position, skip)
+
+
+def _new_query(given: dict[str, Any]) -> QueryArguments:
+    """The arguments of a query without a cursor; FetchXML and OData parts exclude each other."""
+    odata_parts = [name for name, value in given.items() if value is not None and name not in NOT_ODATA]
+    if given["fetchxml"] is not None and odata_parts:
+        raise InvalidQuery(
+            f"fetchxml replaces the OData parts, but {', '.join(odata_parts)} came with it: "
+            "give either fetchxml or select/filter/orderby/top/expand/count."
+        )
+    return QueryArguments(
+        select=given["select"] or (),
+        filter=given["filter"],
+        orderby=given["orderby"],
+        top=given["top"],
+        expand=given["expand"] or (),
+        count=bool(given["count"]),
+        fetchxml=given["fetchxml"],
+        page_size=given["page_size"] or DEFAULT_PAGE_SIZE,
+    )
 
 
 async def _check_same_query(
@@ -167,8 +168,9 @@ async def _check_same_query(
         contradicting.insert(0, "environment")
     if contradicting:
         raise ToolError(
-            f"The cursor continues another query (of {logical_name} in {target.name}) than {', '.join(contradicting)} "
-            "says: pass the cursor alone (or with the same arguments), or run the new query without a cursor."
+            f"The cursor continues a query of {logical_name} in {target.name}, and {', '.join(contradicting)} "
+            "asks for another: pass the cursor alone (or with that query's arguments), or run the new query "
+            "without a cursor."
         )
 
 

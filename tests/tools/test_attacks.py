@@ -328,7 +328,7 @@ async def test_a_cursor_is_bound_to_its_query_tool_and_server(sandbox: Sandbox) 
                 "query_records", {"cursor": cursor, "table": "accounts", "select": "name", "page_size": 5}
             )
         )
-    assert "table" in other_table and "another query" in other_table
+    assert "table" in other_table and "asks for another" in other_table
     assert "filter" in other_filter
     assert "fetchxml" in with_fetch
     assert "not valid" in other_tool and "not valid" in into_list
@@ -418,5 +418,5 @@ async def test_a_cursor_is_bound_to_its_environment(sandbox: Sandbox) -> None:
         )["cursor"]
         elsewhere = error_text(await client.call_tool("query_records", {"cursor": cursor, "environment": "fabrikam"}))
         same = structured(await client.call_tool("query_records", {"cursor": cursor, "environment": "contoso"}))
-    assert "environment" in elsewhere and "another query" in elsewhere
+    assert "environment" in elsewhere and "asks for another" in elsewhere
     assert len(same["rows"]) == 2
