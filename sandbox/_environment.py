@@ -8,14 +8,22 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from ._catalog import Catalog, Table
 from ._directory import BUSINESS_UNIT_ID, USD_CURRENCY_ID, EnvironmentSpec
-from ._errors import WebApiError, bad_request, duplicate_key, etag_mismatch, not_found, not_found_by_key
+from ._errors import (
+    WebApiError,
+    bad_request,
+    duplicate_key,
+    etag_mismatch,
+    not_found,
+    not_found_by_key,
+    resource_not_found,
+)
 from ._expression import Value, format_datetime, storage_value
 from ._odata import parse_key
 from ._records import etag, read_body
@@ -23,6 +31,10 @@ from ._security import Caller
 from ._store import Store, StoredRow, StoredValue, is_polymorphic, target_column
 
 RowKey = uuid.UUID | dict[str, Value]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass
@@ -33,6 +45,7 @@ class Environment:
     url: str
     store: Store
     dop_hint: int = 4
+    clock: Callable[[], datetime] = utc_now  # what "now" is: row timestamps and relative dates in $filter
 
     @property
     def catalog(self) -> Catalog:
@@ -45,7 +58,7 @@ class Environment:
     def table_for_entity_set(self, entity_set: str) -> Table:
         table = self.catalog.by_entity_set(entity_set)
         if table is None:
-            raise WebApiError(404, "0x80060888", f"Resource not found for the segment '{entity_set}'.")
+            raise resource_not_found(entity_set)
         return table
 
     def primary_name(self, target: str, row_id: str) -> str | None:
@@ -107,7 +120,7 @@ class Environment:
         return table, str(row[table.primary_id])
 
     def _now(self) -> str:
-        return format_datetime(datetime.now(UTC))
+        return format_datetime(self.clock())
 
     def create(self, table: Table, body: Any, caller: Caller, key: RowKey | None = None) -> StoredRow:
         """Insert a row from a request body, as Dataverse does on POST (or PATCH to a missing row)."""

@@ -19,7 +19,9 @@ DUPLICATE: Final = "0x80040237"  # DuplicateRecord: Cannot insert duplicate key
 PRIVILEGE_DENIED: Final = "0x80040220"  # PrincipalPrivilegeDenied
 ACCESS_DENIED: Final = "0x80048306"  # AccessCheckFailed: no access right on this record
 CONCURRENCY_MISMATCH: Final = "0x80060882"  # ConcurrencyVersionMismatch
-ODATA_ERROR: Final = "0x80060888"  # ODataException: unknown property, bad syntax
+ODATA_ERROR: Final = "0x80060888"  # ODataException: bad syntax, an option used where it can't be
+RESOURCE_NOT_FOUND: Final = "0x8006088a"  # no entity set, function or segment by that name; also 501s
+UNKNOWN_PROPERTY: Final = "0x0"  # "Could not find a property named ...", as the troubleshooting page shows it
 BAD_REQUEST: Final = "0x80040203"  # InvalidArgument
 INVALID_VALUE: Final = "0x80044331"  # A value is out of range or of the wrong type
 MAX_LENGTH: Final = "0x80044331"
@@ -51,9 +53,18 @@ def not_found_by_key(table: str, key: str) -> WebApiError:
 def unknown_property(table: str, name: str) -> WebApiError:
     return WebApiError(
         400,
-        ODATA_ERROR,
+        UNKNOWN_PROPERTY,
         f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{table}'.",
     )
+
+
+def resource_not_found(segment: str) -> WebApiError:
+    return WebApiError(404, RESOURCE_NOT_FOUND, f"Resource not found for the segment '{segment}'.")
+
+
+def not_implemented(message: str) -> WebApiError:
+    """Something the service does that the sandbox does not emulate: 501, as the service answers what it lacks."""
+    return WebApiError(501, RESOURCE_NOT_FOUND, message)
 
 
 def bad_request(message: str) -> WebApiError:

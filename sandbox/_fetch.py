@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any, Final
 
+from ._aggregate import fetch_aggregate
 from ._catalog import Column, JsonObject, Table
 from ._environment import Environment
 from ._errors import FETCH_XML_INVALID, WebApiError
@@ -136,6 +137,8 @@ def run_fetch(
     filters = [fetch.filter] + [link.filter for link in _walk_links(fetch.links)]
     present = [_typed(part, resolve, caller) for part in filters if part is not None]
     query.filter = present[0] if len(present) == 1 else And(tuple(present)) if present else None
+    if fetch.aggregate:
+        return fetch_aggregate(environment, table, fetch, query, caller, annotations, names)
     query.orderby = [(Property(order.attribute, order.alias), order.descending) for order in fetch.orders]
     for prop, _ in query.orderby:
         resolve(prop)

@@ -1,9 +1,11 @@
-"""Parsing FetchXML into a typed query: attributes, filters, orders, link-entities and paging.
+"""Parsing FetchXML into a typed query: attributes, filters, orders, link-entities, paging and aggregates.
 
 Conditions become the shared expression nodes of `_expression.py`; their values stay text until the engine
 knows each column's type (`_fetch.py`). The paging cookie is the one Dataverse documents: the Web API
 returns it inside `@Microsoft.Dynamics.CRM.fetchxmlpagingcookie`, URL-encoded twice, and the client sends it
-back in `<fetch paging-cookie="...">`.
+back in `<fetch paging-cookie="...">`. `<fetch aggregate='true'>` queries keep their `aggregate`, `groupby`,
+`dategrouping` and `distinct` attributes and their `<order alias=...>` for `_aggregate.py`; the structural
+errors are the query builder's (`QueryBuilder*` in the web service error codes).
 """
 
 from __future__ import annotations
@@ -11,14 +13,56 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, cast, get_args
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from ._errors import FETCH_XML_INVALID, WebApiError
+from ._errors import BAD_REQUEST, FETCH_XML_INVALID, WebApiError
 from ._expression import And, Comparison, Expression, Membership, Not, Or, Property, TextMatch
 
 MAX_COUNT: Final = 5000
+AGGREGATE_LIMIT: Final = 50_000  # rows an aggregate query may evaluate (AggregateQueryRecordLimit)
+AggregateFunction = Literal["count", "countcolumn", "sum", "avg", "min", "max"]
+DateGrouping = Literal["day", "week", "month", "quarter", "year", "fiscal-period", "fiscal-year"]
+_AGGREGATE_FUNCTIONS: Final = get_args(AggregateFunction)
+_DATE_GROUPINGS: Final = get_args(DateGrouping)
+# The query builder's errors, named, numbered and worded as the web service error codes reference has them.
+_QUERY_BUILDER: Final = {
+    "QueryBuilderAttribute_With_Aggregate": (
+        "0x80041107",
+        "Attributes can not be returned when aggregate operation is specified.",
+    ),
+    "QueryBuilderInvalid_Alias": ("0x80041109", "Invalid alias for aggregate operation."),
+    "QueryBuilderDeserializeInvalidAggregate": ("0x8004111a", "An error occurred while processing Aggregates in Query"),
+    "QueryBuilderDuplicateAlias": ("0x80041130", "FetchXML should have unique aliases."),
+    "QueryBuilderAttributeNotAllowedForAggregateOrderBy": (
+        "0x80041131",
+        "An attribute cannot be specified for an order clause for an aggregate Query. Use an alias.",
+    ),
+    "QueryBuilderAliasNotAllowedForNonAggregateOrderBy": (
+        "0x80041132",
+        "An alias cannot be specified for an order clause for a non-aggregate Query. Use an attribute.",
+    ),
+    "QueryBuilderAttributeRequiredForNonAggregateOrderBy": (
+        "0x80041133",
+        "An attribute is required for an order clause for a non-aggregate Query.",
+    ),
+    "QueryBuilderAliasRequiredForAggregateOrderBy": (
+        "0x80041134",
+        "An alias is required for an order clause for an aggregate Query.",
+    ),
+    "QueryBuilderInvalidDateGrouping": ("0x80041135", "An invalid value was specified for dategrouping."),
+    "QueryBuilderAttributeCannotBeGroupByAndAggregate": (
+        "0x80041137",
+        "An attribute can either be an aggregate or a Group By but not both",
+    ),
+}
+# QueryBuilderDeserializeInvalidGroupBy, ...InvalidDistinct, ...InvalidDescending
+_BOOLEAN_CODES: Final = {"groupby": "0x8004112e", "distinct": "0x80041115", "descending": "0x80041119"}
+# Paging attributes `top` cannot accompany, in the order the service names the first one it finds.
+_PAGING_ATTRIBUTES: Final = ("page", "count", "paging-cookie", "returntotalrecordcount")
+_BOOLEANS: Final = {"true": True, "1": True, "false": False, "0": False}
+_ALIAS: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DTD: Final = re.compile(r"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 _COMPARISONS: Final = {"eq": "eq", "ne": "ne", "neq": "ne", "gt": "gt", "ge": "ge", "lt": "lt", "le": "le"}
 _TEXT: Final = {
@@ -32,14 +76,28 @@ _TEXT: Final = {
 _DATES: Final = {"on": "eq", "on-or-after": "ge", "on-or-before": "le"}
 
 
-def invalid(message: str) -> WebApiError:
-    return WebApiError(400, FETCH_XML_INVALID, message)
+def invalid(message: str, code: str = FETCH_XML_INVALID) -> WebApiError:
+    return WebApiError(400, code, message)
+
+
+def unknown_attribute(table: str, name: str) -> WebApiError:
+    return invalid(f"'{table}' entity doesn't contain attribute with Name = '{name}'.")
+
+
+def query_builder_error(name: str, detail: str = "") -> WebApiError:
+    """The query builder error `name` (a key of the error codes reference), with an optional explanation."""
+    code, message = _QUERY_BUILDER[name]
+    return invalid(f"{message} {detail}".strip(), code)
 
 
 @dataclass(frozen=True)
 class FetchAttribute:
     name: str
     alias: str | None = None
+    aggregate: AggregateFunction | None = None
+    groupby: bool = False
+    dategrouping: DateGrouping | None = None
+    distinct: bool = False  # countcolumn counts each value once
 
 
 @dataclass(frozen=True)
@@ -75,6 +133,9 @@ class FetchQuery:
     paging_cookie: str | None
     distinct: bool
     return_total_record_count: bool
+    aggregate: bool = False
+    aggregate_limit: int = AGGREGATE_LIMIT
+    alias_orders: tuple[tuple[str, bool], ...] = ()  # an aggregate query's `<order alias=...>`, in order
 
 
 def _required(element: ElementTree.Element, name: str) -> str:
@@ -93,9 +154,71 @@ def _number(element: ElementTree.Element, name: str, low: int, high: int) -> int
     return int(text)
 
 
+def _boolean(element: ElementTree.Element, name: str) -> bool:
+    text = element.get(name)
+    if text is None:
+        return False
+    if text not in _BOOLEANS:
+        message = f"The only valid values for {name} attribute are 'true', 'false', '1', and '0'."
+        raise invalid(message, _BOOLEAN_CODES.get(name, FETCH_XML_INVALID))
+    return _BOOLEANS[text]
+
+
 class _Parser:
-    def __init__(self) -> None:
+    def __init__(self, *, aggregate: bool) -> None:
         self.link_numbers: dict[str, int] = {}
+        self.aggregate = aggregate
+        self.aliases: set[str] = set()
+        self.alias_orders: list[tuple[str, bool]] = []
+
+    def attribute(self, element: ElementTree.Element) -> FetchAttribute:
+        """One `<attribute>`; in an aggregate query, an aggregate with an alias or a grouping."""
+        name, alias = _required(element, "name"), element.get("alias")
+        function, dategrouping = element.get("aggregate"), element.get("dategrouping")
+        groupby, distinct = _boolean(element, "groupby"), _boolean(element, "distinct")
+        if alias is not None:
+            if alias in self.aliases:
+                raise query_builder_error("QueryBuilderDuplicateAlias")
+            self.aliases.add(alias)
+        if not self.aggregate:
+            return FetchAttribute(name, alias)
+        if function is None and not groupby:
+            raise query_builder_error("QueryBuilderAttribute_With_Aggregate")
+        if function is not None and groupby:
+            raise query_builder_error("QueryBuilderAttributeCannotBeGroupByAndAggregate")
+        if function is not None and function not in _AGGREGATE_FUNCTIONS:
+            raise query_builder_error("QueryBuilderDeserializeInvalidAggregate", f"'{function}' is not a function.")
+        if function is not None and (alias is None or not _ALIAS.fullmatch(alias)):
+            raise query_builder_error(
+                "QueryBuilderInvalid_Alias", f"Give the {function} of '{name}' an alias of letters, digits and _."
+            )
+        if dategrouping is not None and (not groupby or dategrouping not in _DATE_GROUPINGS):
+            raise query_builder_error("QueryBuilderInvalidDateGrouping")
+        return FetchAttribute(
+            name,
+            alias,
+            aggregate=cast("AggregateFunction | None", function),
+            groupby=groupby,
+            dategrouping=cast("DateGrouping | None", dategrouping),
+            distinct=distinct,
+        )
+
+    def order(self, element: ElementTree.Element, alias: str | None) -> FetchOrder | None:
+        """An `<order>`: by attribute in a plain query, by alias in an aggregate one (kept in `alias_orders`)."""
+        attribute, by_alias = element.get("attribute"), element.get("alias")
+        descending = _boolean(element, "descending")
+        if self.aggregate:
+            if attribute:
+                raise query_builder_error("QueryBuilderAttributeNotAllowedForAggregateOrderBy")
+            if not by_alias:
+                raise query_builder_error("QueryBuilderAliasRequiredForAggregateOrderBy")
+            self.alias_orders.append((by_alias, descending))
+            return None
+        if by_alias:
+            raise query_builder_error("QueryBuilderAliasNotAllowedForNonAggregateOrderBy")
+        if not attribute:
+            raise query_builder_error("QueryBuilderAttributeRequiredForNonAggregateOrderBy")
+        return FetchOrder(attribute, descending, element.get("entityname") or alias)
 
     def condition(self, element: ElementTree.Element, alias: str | None) -> Expression:
         attribute = _required(element, "attribute")
@@ -168,23 +291,19 @@ class _Parser:
         for child in element:
             if child.tag == "attribute":
                 if attributes is not None:
-                    attributes.append(FetchAttribute(_required(child, "name"), child.get("alias")))
+                    attributes.append(self.attribute(child))
             elif child.tag == "all-attributes":
+                if self.aggregate:
+                    raise query_builder_error("QueryBuilderAttribute_With_Aggregate")
                 attributes = None
             elif child.tag == "filter":
                 parsed = self.filter(child, alias)
                 if parsed is not None:
                     filters.append(parsed)
             elif child.tag == "order":
-                if child.get("alias") and not child.get("attribute"):
-                    raise invalid("Ordering by an aggregate alias is not supported by the sandbox.")
-                orders.append(
-                    FetchOrder(
-                        _required(child, "attribute"),
-                        child.get("descending") == "true",
-                        child.get("entityname") or alias,
-                    )
-                )
+                order = self.order(child, alias)
+                if order is not None:
+                    orders.append(order)
             elif child.tag == "link-entity":
                 links.append(self.link(child, alias))
             else:
@@ -231,15 +350,16 @@ def parse_fetchxml(text: str) -> FetchQuery:
     entities = [child for child in root if child.tag == "entity"]
     if len(entities) != 1 or len(root) != 1:
         raise invalid("A <fetch> element must contain exactly one <entity> element.")
-    if root.get("aggregate") == "true":
-        raise invalid("Aggregate FetchXML queries are not supported by the sandbox.")
-    entity = entities[0]
-    parser = _Parser()
-    attributes, filter_expression, orders, links = parser.body(entity, None)
     top = _number(root, "top", 1, MAX_COUNT)
+    for paging in _PAGING_ATTRIBUTES:
+        if top is not None and root.get(paging) not in (None, "false", "0"):
+            # The service's own wording and InvalidArgument code, as clients have quoted them.
+            raise invalid(f"The top attribute can't be specified with paging attribute {paging}", BAD_REQUEST)
+    aggregate = _boolean(root, "aggregate")
+    entity = entities[0]
+    parser = _Parser(aggregate=aggregate)
+    attributes, filter_expression, orders, links = parser.body(entity, None)
     count = _number(root, "count", 1, MAX_COUNT)
-    if top is not None and (count is not None or root.get("page")):
-        raise invalid("The 'top' attribute cannot be used with 'count' or 'page'.")
     return FetchQuery(
         entity=_required(entity, "name"),
         attributes=attributes or None,  # no <attribute> at all returns every column, as all-attributes does
@@ -252,6 +372,9 @@ def parse_fetchxml(text: str) -> FetchQuery:
         paging_cookie=root.get("paging-cookie"),
         distinct=root.get("distinct") == "true",
         return_total_record_count=root.get("returntotalrecordcount") == "true",
+        aggregate=aggregate,
+        aggregate_limit=_number(root, "aggregatelimit", 1, AGGREGATE_LIMIT) or AGGREGATE_LIMIT,
+        alias_orders=tuple(parser.alias_orders),
     )
 
 

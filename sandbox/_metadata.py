@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any, Final
 
 from ._catalog import JsonObject
-from ._errors import NOT_FOUND, ODATA_ERROR, WebApiError, bad_request, unknown_property
+from ._errors import NOT_FOUND, WebApiError, bad_request, resource_not_found, unknown_property
 from ._tables import entity_definitions
 
 _NAMESPACE: Final = "Microsoft.Dynamics.CRM."
@@ -428,7 +428,7 @@ def _expand(item: JsonObject, declared: str, expansion: _Expansion) -> Any:
 
 
 def _no_segment(segment: str) -> WebApiError:
-    return WebApiError(404, ODATA_ERROR, f"Resource not found for the segment '{segment}'.")
+    return resource_not_found(segment)
 
 
 def _find(items: list[JsonObject], key: str, key_name: str, noun: str, owner: str | None) -> tuple[JsonObject, str]:

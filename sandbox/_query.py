@@ -1,8 +1,9 @@
 """Row queries against the store: security filtering, `$select`/`$filter`/`$orderby`, paging and `$expand`.
 
 Both query languages end here: OData options are parsed by `_odata.py`, FetchXML by `_fetchxml.py`, and a
-`RowQuery` is turned into one parameterised SELECT. Visibility follows the caller's role: a salesperson
-reads only the rows they own, an administrator or reader every row (`_security.py`).
+`RowQuery` is turned into one parameterised SELECT; aggregates (`_aggregate.py`) group the same rows. Visibility
+follows the caller's role: a salesperson reads only the rows they own, an administrator or reader every row
+(`_security.py`), so a salesperson's counts and sums cover only their own rows too.
 """
 
 from __future__ import annotations
@@ -115,3 +116,29 @@ def count_rows(store: Store, query: RowQuery, caller: Caller, *, odata: bool = T
     sql = f"SELECT COUNT(*) FROM {_from_clause(query, caller, parameters)}"
     sql += _where_clause(query, caller, resolver, parameters)
     return store.scalar(sql, parameters)
+
+
+def select_groups(
+    store: Store,
+    query: RowQuery,
+    caller: Caller,
+    columns: Sequence[str],
+    groups: Sequence[str],
+    order: Sequence[str],
+    *,
+    odata: bool = True,
+) -> list[StoredRow]:
+    """One row per group of the rows `query` selects: `columns` are SQL expressions with their `AS` names,
+    `groups` and `order` SQL expressions or those names; `query.limit` and `query.offset` page the groups."""
+    resolver = Resolver(query, odata=odata)
+    parameters: list[object] = []
+    sql = f"SELECT {', '.join(columns)} FROM {_from_clause(query, caller, parameters)}"
+    sql += _where_clause(query, caller, resolver, parameters)
+    if groups:
+        sql += " GROUP BY " + ", ".join(groups)
+    if order:
+        sql += " ORDER BY " + ", ".join(order)
+    if query.limit is not None:
+        sql += " LIMIT ? OFFSET ?"
+        parameters += [query.limit, query.offset]
+    return store.select(sql, parameters)

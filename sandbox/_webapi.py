@@ -11,19 +11,28 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, unquote
 
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._binding import FilterBinder, collection_navigation
 from ._catalog import Column, JsonObject, Table
 from ._directory import BUSINESS_UNIT_ID, find_user
 from ._environment import Environment, RowKey
-from ._errors import UNAUTHORIZED, WebApiError, bad_request, duplicate_key, unknown_property
-from ._expression import Comparison, Property, conjunction
+from ._errors import (
+    RESOURCE_NOT_FOUND,
+    UNAUTHORIZED,
+    WebApiError,
+    bad_request,
+    duplicate_key,
+    resource_not_found,
+    unknown_property,
+)
+from ._expand import Expander, selected_columns, with_currency
+from ._expression import Comparison, Expression, Property, conjunction
 from ._metadata import answer_metadata
 from ._odata import (
     ExpandOption,
@@ -35,6 +44,7 @@ from ._odata import (
     parse_select,
     parse_top,
 )
+from ._paging import Preferences, next_link, page_from_skiptoken
 from ._query import RowQuery, count_rows, select_rows
 from ._records import Annotations, NameLookup, etag, render_row
 from ._security import Caller
@@ -47,6 +57,8 @@ API_VERSIONS: Final = ("v9.0", "v9.1", "v9.2")
 MAX_PAGE_SIZE: Final = 5000
 DATAVERSE_VERSION: Final = "9.2.24111.00185"
 COUNT_LIMIT: Final = 5000
+TOTAL_COUNT: Final = "Microsoft.Dynamics.CRM.totalrecordcount"
+TOTAL_COUNT_EXCEEDED: Final = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 JSON_TYPE: Final = (
     "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 )
@@ -59,6 +71,7 @@ _QUERY_OPTIONS: Final = {
     "$count",
     "$expand",
     "$skiptoken",
+    "$apply",
     "fetchXml",
 }
 
@@ -88,34 +101,6 @@ def bearer_claims(request: Request, signing_key: SigningKey, audience: str) -> d
     return claims
 
 
-@dataclass(frozen=True)
-class Preferences:
-    """What the `Prefer` header asks for."""
-
-    max_page_size: int | None
-    annotations: Annotations
-    representation: bool
-
-    @classmethod
-    def parse(cls, header: str) -> Preferences:
-        size = re.search(r"odata\.maxpagesize\s*=\s*(\d+)", header)
-        return cls(
-            max_page_size=int(size.group(1)) if size else None,
-            annotations=Annotations.from_prefer(header),
-            representation="return=representation" in header,
-        )
-
-    def applied(self, *, page_size_used: bool) -> str:
-        parts = []
-        if self.max_page_size is not None and page_size_used:
-            parts.append(f"odata.maxpagesize={self.max_page_size}")
-        if self.annotations.requested:
-            parts.append(f'odata.include-annotations="{self.annotations.requested}"')
-        if self.representation:
-            parts.append("return=representation")
-        return ",".join(parts)
-
-
 class WebApi:
     """Answers Web API requests for one environment."""
 
@@ -128,7 +113,7 @@ class WebApi:
         try:
             segments = [unquote(part) for part in request.scope["raw_path"].decode("latin-1").split("/")[1:]]
             if len(segments) < 3 or segments[:2] != ["api", "data"] or segments[2] not in API_VERSIONS:
-                raise WebApiError(404, "0x80060888", "Resource not found for the segment in the request URL.")
+                raise WebApiError(404, RESOURCE_NOT_FOUND, "Resource not found for the segment in the request URL.")
             caller = self.authenticate(request)
             response = await self.dispatch(request, caller, [segment for segment in segments[3:] if segment])
         except WebApiError as error:
@@ -191,13 +176,15 @@ class WebApi:
             return json_response(200, answer_metadata("/".join(segments), query, environment.url))
         match = _SEGMENT.match(first)
         if not match:
-            raise WebApiError(404, "0x80060888", f"Resource not found for the segment '{first}'.")
+            raise resource_not_found(first)
         table = environment.table_for_entity_set(match.group(1))
         key_text = match.group(2)
         preferences = Preferences.parse(request.headers.get("prefer", ""))
         if key_text is None:
+            if segments[1:] == ["$count"] and method == "GET":
+                return self.count(request, table, caller)
             if len(segments) > 1:
-                raise WebApiError(404, "0x80060888", f"Resource not found for the segment '{segments[1]}'.")
+                raise resource_not_found(segments[1])
             if method == "GET":
                 return self.query(request, table, caller, preferences)
             if method == "POST":
@@ -231,6 +218,7 @@ class WebApi:
 
     @staticmethod
     def query_options(request: Request, allowed: set[str] = _QUERY_OPTIONS) -> dict[str, str]:
+        """The query options, and the parameter aliases (`@p1`) `$filter` and `$orderby` may use."""
         options: dict[str, str] = {}
         for name, value in parse_qsl(request.url.query, keep_blank_values=True):
             if name in options:
@@ -239,7 +227,7 @@ class WebApi:
                 )
             if name.startswith("$") and name not in allowed:
                 raise bad_request(f"The query parameter '{name}' is not supported.")
-            if name in allowed:
+            if name in allowed or name.startswith("@"):
                 options[name] = value
         return options
 
@@ -253,18 +241,32 @@ class WebApi:
 
         return lookup
 
-    def selected_columns(self, table: Table, select: str | None) -> list[Column] | None:
-        if select is None:
-            return None
-        columns = []
-        for name in parse_select(select):
-            column = table.column_by_property(name)
-            if column is None:
-                raise unknown_property(table.logical_name, name)
-            columns.append(column)
-        return columns
+    def binder(self, caller: Caller) -> FilterBinder:
+        return FilterBinder(self.environment.catalog, caller, self.environment.clock())
 
-    def query(self, request: Request, table: Table, caller: Caller, preferences: Preferences) -> Response:
+    def condition(self, options: Mapping[str, str], table: Table, binder: FilterBinder) -> Expression | None:
+        """The request's `$filter`, with its parameter aliases, bound to `table`."""
+        if "$filter" not in options:
+            return None
+        aliases = {name: value for name, value in options.items() if name.startswith("@")}
+        return binder.bind(parse_filter(options["$filter"], aliases), table)
+
+    def count(self, request: Request, table: Table, caller: Caller, within: Expression | None = None) -> Response:
+        """`<entity set>/$count`: the number of matching rows, up to 5,000, as plain text."""
+        options = self.query_options(request, allowed={"$filter"})
+        query = RowQuery(table, filter=conjunction([within, self.condition(options, table, self.binder(caller))]))
+        total = min(count_rows(self.environment.store, query, caller), COUNT_LIMIT)
+        return Response(str(total), media_type="text/plain")
+
+    def query(
+        self,
+        request: Request,
+        table: Table,
+        caller: Caller,
+        preferences: Preferences,
+        within: Expression | None = None,
+    ) -> Response:
+        """Rows of `table` (`within` a filtered collection) as the query options ask."""
         options = self.query_options(request)
         environment = self.environment
         if "fetchXml" in options:
@@ -277,16 +279,38 @@ class WebApi:
                 if preferences.annotations.requested
                 else None,
             )
-        columns = self.selected_columns(table, options.get("$select"))
+        if "$apply" in options:
+            from ._apply import answer_apply  # deferred: aggregation is needed only by $apply queries
+
+            binder = self.binder(caller)
+            body = answer_apply(
+                environment,
+                table,
+                options,
+                caller,
+                preferences.annotations,
+                self.names(),
+                within=within,
+                bind=lambda expression: binder.bind(expression, table),
+            )
+            applied = preferences.applied(page_size_used=False)
+            return json_response(200, body, {"preference-applied": applied} if applied else None)
+        binder = self.binder(caller)
+        columns = _columns(table, options.get("$select"))
         expand = parse_expand(options["$expand"]) if "$expand" in options else []
+        names = self.names()
+        expander = Expander(environment, table, expand, caller, binder, preferences.annotations, names)
+        aliases = {name: value for name, value in options.items() if name.startswith("@")}
         query = RowQuery(
             table,
-            filter=parse_filter(options["$filter"]) if "$filter" in options else None,
-            orderby=parse_orderby(options["$orderby"]) if "$orderby" in options else (),
+            filter=conjunction([within, self.condition(options, table, binder)]),
+            orderby=parse_orderby(options["$orderby"], aliases) if "$orderby" in options else (),
         )
         top = parse_top(options["$top"]) if "$top" in options else None
+        if preferences.max_page_size is not None:
+            top = None  # "If you include both, $top is ignored." (Page results using OData)
         page_size = min(preferences.max_page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
-        page = _page_from_skiptoken(options.get("$skiptoken"))
+        page = page_from_skiptoken(options.get("$skiptoken"))
         if top is not None:
             query.limit, query.offset = min(top, MAX_PAGE_SIZE), 0
         else:
@@ -294,71 +318,26 @@ class WebApi:
         rows = select_rows(environment.store, query, caller)
         more = top is None and len(rows) > page_size
         rows = rows[:page_size] if top is None else rows
-        names = self.names()
-        rendered = [self.render(table, row, columns, expand, caller, preferences.annotations, names) for row in rows]
-        body: JsonObject = {"@odata.context": _context(environment.api_url, table, columns, expand)}
+        rendered = [expander.render(row, columns) for row in rows]
+        body = {"@odata.context": _context(environment.api_url, table, columns, expand)}
+        total = None
         if options.get("$count") is not None and parse_bool_option("$count", options["$count"]):
-            body["@odata.count"] = min(count_rows(environment.store, query, caller), COUNT_LIMIT)
+            total = count_rows(environment.store, query, caller)
+            body["@odata.count"] = min(total, COUNT_LIMIT)
+        # "Count rows using OData": without $count=true the total record count is -1.
+        if preferences.annotations.wants(TOTAL_COUNT):
+            body[f"@{TOTAL_COUNT}"] = -1 if total is None else min(total, COUNT_LIMIT)
+        if preferences.annotations.wants(TOTAL_COUNT_EXCEEDED):
+            body[f"@{TOTAL_COUNT_EXCEEDED}"] = total is not None and total > COUNT_LIMIT
         body["value"] = rendered
         if more:
-            body["@odata.nextLink"] = _next_link(request, environment.api_url, page + 1, rows[-1][table.primary_id])
+            first, last = rows[0][table.primary_id], rows[-1][table.primary_id]
+            body["@odata.nextLink"] = next_link(request, environment.api_url, table.primary_id, page + 1, first, last)
         headers = {}
         applied = preferences.applied(page_size_used=True)
         if applied:
             headers["preference-applied"] = applied
         return json_response(200, body, headers)
-
-    def render(
-        self,
-        table: Table,
-        row: StoredRow,
-        columns: list[Column] | None,
-        expand: list[ExpandOption],
-        caller: Caller,
-        annotations: Annotations,
-        names: NameLookup,
-    ) -> JsonObject:
-        rendered = render_row(table, row, columns, annotations, names)
-        for option in expand:
-            rendered[option.name] = self.expand(table, row, option, caller, annotations, names)
-        return rendered
-
-    def expand(
-        self,
-        table: Table,
-        row: StoredRow,
-        option: ExpandOption,
-        caller: Caller,
-        annotations: Annotations,
-        names: NameLookup,
-    ) -> JsonObject | list[JsonObject] | None:
-        environment = self.environment
-        navigation = table.navigation.get(option.name)
-        if navigation is not None:
-            target = environment.catalog.get(navigation.target)
-            value = row.get(navigation.column.logical_name)
-            if target is None or value is None:
-                return None
-            related = environment.store.get(target, str(value))
-            if related is None or not caller.can_read(target, related):
-                return None
-            return render_row(target, related, self.selected_columns(target, _join(option.select)), annotations, names)
-        children = _collection_navigation(environment.catalog.tables.values(), table, option.name)
-        if children is None:
-            raise unknown_property(table.logical_name, option.name)
-        child_table, child_column = children
-        parent = Property(child_column.property_name)
-        query = RowQuery(
-            child_table,
-            filter=conjunction([Comparison("eq", parent, str(row[table.primary_id])), option.filter]),
-            orderby=option.orderby,
-            limit=min(option.top or MAX_PAGE_SIZE, MAX_PAGE_SIZE),
-        )
-        columns = self.selected_columns(child_table, _join(option.select))
-        return [
-            render_row(child_table, child, columns, annotations, names)
-            for child in select_rows(environment.store, query, caller)
-        ]
 
     def retrieve(
         self, request: Request, table: Table, key: RowKey, caller: Caller, preferences: Preferences
@@ -368,10 +347,13 @@ class WebApi:
         caller.require_access(table, row, "Read")
         if request.headers.get("if-none-match", "").strip() == etag(row):
             return Response(status_code=304)
-        columns = self.selected_columns(table, options.get("$select"))
+        columns = _columns(table, options.get("$select"))
         expand = parse_expand(options["$expand"]) if "$expand" in options else []
+        expander = Expander(
+            self.environment, table, expand, caller, self.binder(caller), preferences.annotations, self.names()
+        )
         body = {"@odata.context": _context(self.environment.api_url, table, columns, expand) + "/$entity"}
-        body.update(self.render(table, row, columns, expand, caller, preferences.annotations, self.names()))
+        body.update(expander.render(row, columns))
         headers = {"etag": etag(row)}
         if preferences.annotations.requested:
             headers["preference-applied"] = preferences.applied(page_size_used=False)
@@ -388,6 +370,15 @@ class WebApi:
                 raise unknown_property(table.logical_name, name)
             environment.update(table, row, {f"{name}@odata.bind": None}, caller)
             return Response(status_code=204)
+        children = collection_navigation(environment.catalog, table, name)
+        if children is not None and request.method == "GET" and rest[1:] in ([], ["$count"]):
+            # A filtered collection ("Use OData to query data"): the related rows, queried as an entity set.
+            caller.require_access(table, row, "Read")
+            child, lookup = children
+            within = Comparison("eq", Property(lookup.property_name), str(row[table.primary_id]))
+            if rest[1:] == ["$count"]:
+                return self.count(request, child, caller, within)
+            return self.query(request, child, caller, Preferences.parse(request.headers.get("prefer", "")), within)
         if len(rest) > 1 or request.method != "GET":
             raise WebApiError(
                 405,
@@ -427,9 +418,9 @@ class WebApi:
         if not preferences.representation:
             return Response(status_code=204, headers=headers)
         options = self.query_options(request, allowed={"$select", "$expand"})
-        columns = self.selected_columns(table, options.get("$select"))
+        columns = _columns(table, options.get("$select"))
         body = {"@odata.context": _context(self.environment.api_url, table, columns, []) + "/$entity"}
-        body.update(render_row(table, row, columns, preferences.annotations, self.names()))
+        body.update(render_row(table, row, with_currency(table, columns), preferences.annotations, self.names()))
         headers["preference-applied"] = preferences.applied(page_size_used=False)
         return json_response(status, body, headers)
 
@@ -462,16 +453,8 @@ def _join(select: list[str] | None) -> str | None:
     return None if select is None else ",".join(select)
 
 
-def _collection_navigation(tables: Iterable[Table], table: Table, name: str) -> tuple[Table, Column] | None:
-    """The child table and lookup behind a collection-valued navigation property of `table`."""
-    for relationship in table.metadata.get("OneToManyRelationships") or ():
-        if relationship["ReferencedEntityNavigationPropertyName"] == name:
-            for child in tables:
-                if child.logical_name == relationship["ReferencingEntity"]:
-                    column = child.columns.get(relationship["ReferencingAttribute"])
-                    if column is not None:
-                        return child, column
-    return None
+def _columns(table: Table, select: str | None) -> list[Column] | None:
+    return selected_columns(table, parse_select(select) if select is not None else None)
 
 
 def _context(api_url: str, table: Table, columns: list[Column] | None, expand: list[ExpandOption]) -> str:
@@ -479,28 +462,3 @@ def _context(api_url: str, table: Table, columns: list[Column] | None, expand: l
     parts += [f"{option.name}({_join(option.select) or ''})" for option in expand]
     selection = f"({','.join(parts)})" if parts else ""
     return f"{api_url}/$metadata#{table.entity_set_name}{selection}"
-
-
-_PAGE_NUMBER: Final = re.compile(r'pagenumber="(\d+)"')
-
-
-def _page_from_skiptoken(skiptoken: str | None) -> int:
-    if skiptoken is None:
-        return 1
-    match = _PAGE_NUMBER.search(skiptoken)
-    if not match or int(match.group(1)) < 1:
-        raise bad_request("The $skiptoken is not valid: pass back the @odata.nextLink exactly as returned.")
-    return int(match.group(1))
-
-
-def _next_link(request: Request, api_url: str, page: int, last_id: Any) -> str:
-    """The `@odata.nextLink`: the same query with a paging cookie naming the next page."""
-    inner = f'<cookie page="{page - 1}"><id last="{{{str(last_id).upper()}}}" /></cookie>'
-    cookie = f'<cookie pagenumber="{page}" pagingcookie="{quote(quote(inner, safe=""), safe="")}" istracking="False" />'
-    options = [
-        (name, value) for name, value in parse_qsl(request.url.query, keep_blank_values=True) if name != "$skiptoken"
-    ]
-    options.append(("$skiptoken", cookie))
-    query = "&".join(f"{quote(name, safe='$')}={quote(value, safe='')}" for name, value in options)
-    path = request.scope["raw_path"].decode("latin-1").split("/api/data/", 1)[1].split("/", 1)[1]
-    return f"{api_url}/{path}?{query}"

@@ -140,3 +140,33 @@ async def test_bad_fetchxml_is_a_400_that_says_why(
     assert status == 400
     assert code == "0x80041103"
     assert message_part in message
+
+
+@pytest.mark.parametrize(
+    ("attributes", "named"),
+    [
+        ("page='1'", "page"),
+        ("count='5' page='2'", "page"),
+        ("count='5'", "count"),
+        ("paging-cookie='&lt;cookie page=\"1\"&gt;&lt;/cookie&gt;'", "paging-cookie"),
+        ("returntotalrecordcount='true'", "returntotalrecordcount"),
+    ],
+)
+async def test_top_with_a_paging_attribute_is_the_services_invalid_argument(
+    sandbox: Sandbox, http: httpx2.AsyncClient, attributes: str, named: str
+) -> None:
+    xml = f"<fetch top='5' {attributes}><entity name='account'><attribute name='name'/></entity></fetch>"
+    assert error_of(await fetch(sandbox, http, "accounts", xml)) == (
+        400,
+        "0x80040203",
+        f"The top attribute can't be specified with paging attribute {named}",
+    )
+
+
+async def test_top_alone_or_with_a_false_total_count_returns_rows(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    xml = (
+        "<fetch top='5' returntotalrecordcount='false'><entity name='account'><attribute name='name'/></entity></fetch>"
+    )
+    response = await fetch(sandbox, http, "accounts", xml)
+    assert response.status_code == 200
+    assert len(response.json()["value"]) == 5

@@ -1,4 +1,4 @@
-"""Parsing OData query options: precedence, every literal, Dataverse's query functions, keys and errors."""
+"""Parsing OData query options: precedence, every literal, paths, lambdas, query functions, keys and errors."""
 
 from __future__ import annotations
 
@@ -13,22 +13,27 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from sandbox._binding import FilterBinder
 from sandbox._catalog import Column
-from sandbox._errors import ODATA_ERROR, WebApiError, unknown_property
+from sandbox._directory import USERS
+from sandbox._errors import ODATA_ERROR, RESOURCE_NOT_FOUND, WebApiError, unknown_property
 from sandbox._expression import (
     And,
+    ColumnComparison,
     Comparison,
     ComparisonOperator,
     Expression,
-    Membership,
+    Lambda,
     Not,
     Or,
     Property,
+    QueryFunction,
     TextMatch,
     Value,
     compile_filter,
     storage_value,
 )
+from sandbox._functions import require_known
 from sandbox._odata import (
     MAX_DEPTH,
     ExpandOption,
@@ -40,6 +45,7 @@ from sandbox._odata import (
     parse_select,
     parse_top,
 )
+from sandbox._security import Caller
 from sandbox._tables import build_catalog
 
 GUID = uuid.UUID("00000000-0000-0000-0000-000000000001")
@@ -52,6 +58,10 @@ def quote(text: str) -> str:
 
 def eq(name: str, value: Value) -> Comparison:
     return Comparison("eq", Property(name), value)
+
+
+def eq_in(variable: str, name: str, value: Value) -> Comparison:
+    return Comparison("eq", Property(name, variable), value)
 
 
 @pytest.mark.parametrize(
@@ -164,28 +174,140 @@ def test_lookup_and_underscored_properties_are_property_names(text: str, expecte
     assert parse_filter(text) == expected
 
 
+def values(*texts: Value) -> tuple[tuple[str, Value | tuple[Value, ...]], ...]:
+    return (("PropertyValues", texts),)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         (
             "Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a','b'])",
-            Membership(NAME, ("a", "b")),
+            QueryFunction("In", "name", values("a", "b")),
         ),
         (
             "Microsoft.Dynamics.CRM.NotIn(PropertyName='statecode',PropertyValues=['0','1'])",
-            Membership(Property("statecode"), ("0", "1"), negated=True),
+            QueryFunction("NotIn", "statecode", values("0", "1")),
         ),
         (
             "Microsoft.Dynamics.CRM.In( PropertyValues = [ 'O''Neil' , ',)]' ] , PropertyName = 'name' )",
-            Membership(NAME, ("O'Neil", ",)]")),
+            QueryFunction("In", "name", values("O'Neil", ",)]")),
+        ),
+        (
+            'Microsoft.Dynamics.CRM.Between(PropertyName=\'numberofemployees\',PropertyValues=["5","2000"])',
+            QueryFunction("Between", "numberofemployees", values("5", "2000")),
+        ),
+        (
+            'Microsoft.Dynamics.CRM.In(PropertyName=\'lastname\',PropertyValues=["O\'Brian","say \\"hi\\""])',
+            QueryFunction("In", "lastname", values("O'Brian", 'say "hi"')),
+        ),
+        (
+            "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=7)",
+            QueryFunction("LastXDays", "createdon", (("PropertyValue", 7),)),
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Today(PropertyName='createdon')",
+            QueryFunction("Today", "createdon"),
         ),
         (
             "not Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a']) and revenue gt 1",
-            And((Not(Membership(NAME, ("a",))), Comparison("gt", Property("revenue"), 1))),
+            And((Not(QueryFunction("In", "name", values("a"))), Comparison("gt", Property("revenue"), 1))),
         ),
     ],
 )
-def test_in_and_not_in_become_a_membership_of_strings(text: str, expected: Membership) -> None:
+def test_query_functions_keep_their_parameters(text: str, expected: Expression) -> None:
+    assert parse_filter(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "aliases", "expected"),
+    [
+        ("@p1 ne @p3", {"@p1": "revenue"}, Comparison("ne", Property("revenue"), None)),
+        ("name eq @p1", {"@p1": "'O''Neil'"}, eq("name", "O'Neil")),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName=@p1,PropertyValues=@p2)",
+            {"@p1": "'lastname'", "@p2": '["OBrian","O\'Brian"]'},
+            QueryFunction("In", "lastname", values("OBrian", "O'Brian")),
+        ),
+        ("name eq @p1", {"@p1": "'x'' or name ne ''y'"}, eq("name", "x' or name ne 'y")),
+    ],
+)
+def test_parameter_aliases_stand_for_their_values_and_unassigned_ones_for_null(
+    text: str, aliases: dict[str, str], expected: Expression
+) -> None:
+    assert parse_filter(text, aliases) == expected
+
+
+def test_a_parameter_alias_cannot_be_used_inside_expand() -> None:
+    with pytest.raises(WebApiError, match="parameter alias '@p1' can't be used here"):
+        parse_expand("contact_customer_accounts($filter=fullname eq @p1)")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("primarycontactid/fullname eq 'x'", Comparison("eq", Property("fullname", None, ("primarycontactid",)), "x")),
+        (
+            "primarycontactid/createdby/fullname eq 'x'",
+            Comparison("eq", Property("fullname", None, ("primarycontactid", "createdby")), "x"),
+        ),
+        (
+            "startswith(primarycontactid/fullname,'Y')",
+            TextMatch("startswith", Property("fullname", None, ("primarycontactid",)), "Y"),
+        ),
+        ("contact_customer_accounts/any()", Lambda("any", Property("contact_customer_accounts"))),
+        (
+            "contact_customer_accounts/any(c: c/fullname eq 'x')",
+            Lambda("any", Property("contact_customer_accounts"), "c", eq_in("c", "fullname", "x")),
+        ),
+        (
+            "contact_customer_accounts/all(c:c/statecode eq 0)",
+            Lambda("all", Property("contact_customer_accounts"), "c", eq_in("c", "statecode", 0)),
+        ),
+        (
+            "not contact_customer_accounts/any(c: contains(c/fullname,'a'))",
+            Not(
+                Lambda(
+                    "any",
+                    Property("contact_customer_accounts"),
+                    "c",
+                    TextMatch("contains", Property("fullname", "c"), "a"),
+                )
+            ),
+        ),
+        (
+            "contact_customer_accounts/any(c: c/jobtitle eq 'j' and "
+            "c/opportunity_customer_contacts/any(o: o/name ne 'N/A'))",
+            Lambda(
+                "any",
+                Property("contact_customer_accounts"),
+                "c",
+                And(
+                    (
+                        eq_in("c", "jobtitle", "j"),
+                        Lambda(
+                            "any",
+                            Property("opportunity_customer_contacts", "c"),
+                            "o",
+                            Comparison("ne", Property("name", "o"), "N/A"),
+                        ),
+                    )
+                ),
+            ),
+        ),
+        (
+            "contact_customer_accounts/any(c: c/parentcustomerid_account/name eq 'x')",
+            Lambda(
+                "any",
+                Property("contact_customer_accounts"),
+                "c",
+                Comparison("eq", Property("name", "c", ("parentcustomerid_account",)), "x"),
+            ),
+        ),
+        ("firstname eq lastname", ColumnComparison("eq", Property("firstname"), Property("lastname"))),
+    ],
+)
+def test_paths_lambdas_and_column_comparisons_parse(text: str, expected: Expression) -> None:
     assert parse_filter(text) == expected
 
 
@@ -202,10 +324,10 @@ def test_any_quoted_text_is_one_value_of_a_text_function(value: str) -> None:
 
 
 @given(st.lists(st.text(), min_size=1, max_size=5))
-def test_any_quoted_texts_are_the_values_of_in(values: list[str]) -> None:
-    listed = ",".join(quote(value) for value in values)
+def test_any_quoted_texts_are_the_values_of_in(texts: list[str]) -> None:
+    listed = ",".join(quote(text) for text in texts)
     parsed = parse_filter(f"Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=[{listed}])")
-    assert parsed == Membership(NAME, tuple(values))
+    assert parsed == QueryFunction("In", "name", values(*texts))
 
 
 @given(st.text())
@@ -265,7 +387,7 @@ def test_any_text_is_parsed_or_refused_with_a_400_never_a_crash(text: str) -> No
         try:
             parse(text)
         except WebApiError as error:
-            assert (error.status, error.code) == (400, ODATA_ERROR)
+            assert (error.status, error.code) in ((400, ODATA_ERROR), (501, RESOURCE_NOT_FOUND))
 
 
 @pytest.mark.parametrize(
@@ -285,31 +407,39 @@ def test_any_text_is_parsed_or_refused_with_a_400_never_a_crash(text: str) -> No
         ("name eq 'x' && revenue gt 1", "Syntax error at position 12"),
         ("name eq -", "Syntax error at position 8"),
         ("name eq 12abc", "Syntax error at position 8"),
-        ("primarycontactid/fullname eq 'x'", "Syntax error at position 16"),
         ("name.first eq 'x'", "Syntax error at position 0"),
+        ("primarycontactid/ eq 'x'", "Syntax error at position 18"),
+        ("contact_customer_accounts/any(c c/fullname eq 'x')", "Expected ':' after the lambda variable"),
+        ("contact_customer_accounts/all()", "Expected a lambda variable"),
+        ("contact_customer_accounts/any(c: fullname eq 'x')", "name the related row's properties through its variable"),
+        ("a/any(c: c/b/any(c: c/d eq 1))", "The range variable 'c' has already been declared."),
+        ("a/any(c: c eq 1)", "Name a property of c"),
+        ("firstname eq parentcustomerid_account/name", "columns of related rows can't be compared"),
         ("and eq 1", "Syntax error at position 0"),
         ("not name eq 'x'", "Syntax error at position 0 in 'not name eq 'x''. 'not' applies to"),
         ("1 eq 1", "Syntax error at position 0 in '1 eq 1'. Compare a property with a value"),
-        ("firstname eq lastname", "Comparing two columns ('firstname' and 'lastname') is not supported"),
-        ("name eq 'x", "There is an unterminated string literal at position 8 in 'name eq 'x'."),
-        ("name eq 'x''", "There is an unterminated string literal at position 11"),
-        ("name eq '", "There is an unterminated string literal at position 8"),
-        ("foo(name,'x')", "Unknown function 'foo'."),
-        ("Contains(name,'x')", "Unknown function 'Contains'."),
-        ("Microsoft.Dynamics.CRM.Today(PropertyName='createdon')", "Unknown function 'Microsoft.Dynamics.CRM.Today'."),
+        ("lastname eq 'O'Bryan'", "There is an unterminated literal at position 21 in 'lastname eq 'O'Bryan''."),
+        ("name eq 'x", "There is an unterminated literal at position 10 in 'name eq 'x'."),
+        ("name eq 'x''", "There is an unterminated literal at position 12"),
+        ("name eq '", "There is an unterminated literal at position 9"),
+        ("foo(name,'x')", "An unknown function with name 'foo' was found."),
+        ("Contains(name,'x')", "An unknown function with name 'Contains' was found."),
         ("contains(name,1)", "The function 'contains' needs a string value"),
         ("contains(name)", "Syntax error at position 13 in 'contains(name)'. Expected ','"),
         ("contains('x',name)", "Syntax error at position 9"),
         ("contains(name,'x'", "Syntax error at position 17"),
         ("contains(name,'x') eq true", "Syntax error at position 19"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName='name')", "needs a property and at least one value"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=[])", "at least one value"),
         ("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=[1,2])", "Expected a value in quotes"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a' 'b'])", "Expected ','"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName=name,PropertyValues=['a'])", "Expected the property name in quotes"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName='a b',PropertyValues=['a'])", "'a b' is not a property name"),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=['a' 'b'])",
+            "Invalid JSON. A comma character ',' was expected in scope 'Array'.",
+        ),
+        ("Microsoft.Dynamics.CRM.In(PropertyName=name,PropertyValues=['a'])", "Expected a value, found 'name'"),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='a b',PropertyValues=['a'])", "found 'a b'"),
+        ("Microsoft.Dynamics.CRM.In(PropertyValues=['a'])", "needs PropertyName"),
         ("Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyName='b',PropertyValues=['a'])", "repeated parameter"),
         ("Microsoft.Dynamics.CRM.In(Other='a',PropertyValues=['a'])", "Unexpected or repeated parameter 'Other'"),
+        ('name eq "x"', "Expected a property name or a value"),
         ("createdon eq 2024-02-30", "The date literal '2024-02-30' is not a valid date."),
         ("createdon eq 2024-01-31T25:00:00Z", "The date and time literal '2024-01-31T25:00:00Z' is not valid."),
         ("createdon eq 2024-01-31T10:00:00", "'2024-01-31T10:00:00' needs a time zone"),
@@ -356,7 +486,7 @@ def test_long_chains_of_not_are_refused_with_a_clear_error_not_a_crash(count: in
 
 
 def test_a_long_unterminated_literal_of_doubled_quotes_is_refused() -> None:
-    with pytest.raises(WebApiError, match="unterminated string literal"):
+    with pytest.raises(WebApiError, match="unterminated literal"):
         parse_filter("name eq '" + "''" * 100_000)
 
 
@@ -458,7 +588,7 @@ def test_expand_lists_navigation_properties_with_nested_options(text: str, expec
         ("primarycontactid(select=a)", "The option 'select' inside $expand"),
         ("primarycontactid($select=a", "A '(' is not closed."),
         ("primarycontactid($select=a))", "has no matching '('"),
-        ("primarycontactid($filter=name eq 'x)", "unterminated string literal"),
+        ("primarycontactid($filter=name eq 'x)", "unterminated literal"),
         ("primarycontactid($filter=name eq)", "Syntax error at position 7 in 'name eq'."),
         ("primarycontactid($top=-1)", "Invalid value '-1' for $top query option found."),
         ("primarycontactid($select=)", r"Syntax error in $select"),
@@ -543,6 +673,8 @@ def test_a_bad_count_is_a_400_naming_the_option(text: str) -> None:
 # -- meaning end to end: a parsed filter compiled against SQLite -------------------------------------------------
 
 ACCOUNT = build_catalog().get("account")
+ADMIN = Caller(next(user for user in USERS if user.name == "admin"), "System Administrator", "contoso")
+NOW = datetime(2024, 2, 1, 12, 0, tzinfo=UTC)  # a Thursday: this week began on Sunday 28 January
 CONTOSO_ID = uuid.UUID("11111111-1111-1111-1111-111111111111")
 ROWS: list[dict[str, Value]] = [
     {
@@ -617,7 +749,14 @@ def accounts() -> Iterator[sqlite3.Connection]:
         ("'Contoso' eq name", ["Contoso"]),
         ("name eq 'x'' or ''1'' eq ''1'", []),
         ("name eq 'x'' or name ne ''y'", []),
-        ("contains(name,'%')", ["100% Wool"]),
+        ("contains(name,'%')", ["Contoso", "Fabrikam", "O'Neil", "100% Wool"]),
+        ("contains(name,'[%]')", ["100% Wool"]),
+        ("startswith(name,'_ontoso')", ["Contoso"]),
+        ("startswith(name,'[cf]')", ["Contoso", "Fabrikam"]),
+        ("startswith(name,'[^cf]')", ["O'Neil", "100% Wool"]),
+        ("endswith(name,'o')", ["Contoso"]),
+        ("contains(name,'*')", []),
+        ("contains(name,'[')", []),
         ("contains(name,'''')", ["O'Neil"]),
         ("startswith(name,'con')", ["Contoso"]),
         ("not contains(name,'o')", ["Fabrikam"]),
@@ -636,11 +775,259 @@ def accounts() -> Iterator[sqlite3.Connection]:
             "Microsoft.Dynamics.CRM.NotIn(PropertyName='name',PropertyValues=['Contoso','O''Neil'])",
             ["Fabrikam", "100% Wool"],
         ),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=['10','3'])",
+            ["Contoso", "100% Wool"],
+        ),
+        (
+            'Microsoft.Dynamics.CRM.Between(PropertyName=\'numberofemployees\',PropertyValues=["5","200"])',
+            ["Contoso", "Fabrikam"],
+        ),
+        (
+            'Microsoft.Dynamics.CRM.NotBetween(PropertyName=\'numberofemployees\',PropertyValues=["5","200"])',
+            ["100% Wool"],
+        ),
+        ("Microsoft.Dynamics.CRM.Today(PropertyName='createdon')", ["100% Wool"]),
+        ("Microsoft.Dynamics.CRM.Yesterday(PropertyName='createdon')", ["Contoso", "Fabrikam"]),
+        ("Microsoft.Dynamics.CRM.Tomorrow(PropertyName='createdon')", []),
+        (
+            "Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=1)",
+            ["Contoso", "Fabrikam", "100% Wool"],
+        ),
+        ("Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=0)", ["100% Wool"]),
+        ("Microsoft.Dynamics.CRM.OlderThanXDays(PropertyName='createdon',PropertyValue=1)", ["O'Neil"]),
+        ("Microsoft.Dynamics.CRM.LastXHours(PropertyName='createdon',PropertyValue=5)", []),
+        ("Microsoft.Dynamics.CRM.LastXHours(PropertyName='createdon',PropertyValue=28)", ["Contoso", "100% Wool"]),
+        ("Microsoft.Dynamics.CRM.OlderThanXHours(PropertyName='createdon',PropertyValue=28)", ["Fabrikam", "O'Neil"]),
+        ("Microsoft.Dynamics.CRM.NextXDays(PropertyName='createdon',PropertyValue=30)", []),
+        ("Microsoft.Dynamics.CRM.ThisWeek(PropertyName='createdon')", ["Contoso", "Fabrikam", "100% Wool"]),
+        ("Microsoft.Dynamics.CRM.LastWeek(PropertyName='createdon')", []),
+        ("Microsoft.Dynamics.CRM.ThisMonth(PropertyName='createdon')", ["100% Wool"]),
+        ("Microsoft.Dynamics.CRM.LastMonth(PropertyName='createdon')", ["Contoso", "Fabrikam"]),
+        (
+            "Microsoft.Dynamics.CRM.LastXMonths(PropertyName='createdon',PropertyValue=2)",
+            ["Contoso", "Fabrikam", "O'Neil", "100% Wool"],
+        ),
+        ("Microsoft.Dynamics.CRM.ThisYear(PropertyName='createdon')", ["Contoso", "Fabrikam", "100% Wool"]),
+        ("Microsoft.Dynamics.CRM.LastYear(PropertyName='createdon')", ["O'Neil"]),
+        ("Microsoft.Dynamics.CRM.NextYear(PropertyName='createdon')", []),
+        ("Microsoft.Dynamics.CRM.On(PropertyName='createdon',PropertyValue='2024-01-31')", ["Contoso", "Fabrikam"]),
+        (
+            "Microsoft.Dynamics.CRM.OnOrAfter(PropertyName='createdon',PropertyValue='2024-01-31')",
+            ["Contoso", "Fabrikam", "100% Wool"],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.OnOrBefore(PropertyName='createdon',PropertyValue='9999-12-31')",
+            ["Contoso", "Fabrikam", "O'Neil", "100% Wool"],
+        ),
+        (
+            "Microsoft.Dynamics.CRM.OnOrBefore(PropertyName='createdon',PropertyValue='2024-01-31')",
+            ["Contoso", "Fabrikam", "O'Neil"],
+        ),
+        ("Microsoft.Dynamics.CRM.EqualUserId(PropertyName='parentaccountid') or name eq 'x'", []),
+        (
+            "Microsoft.Dynamics.CRM.NotEqualUserId(PropertyName='parentaccountid')",
+            ["Contoso", "Fabrikam", "O'Neil", "100% Wool"],
+        ),
     ],
 )
 def test_a_parsed_filter_selects_the_rows_it_means(
     accounts: sqlite3.Connection, text: str, expected: list[str]
 ) -> None:
-    condition, parameters = compile_filter(parse_filter(text), resolve)
+    assert ACCOUNT is not None
+    bound = FilterBinder(build_catalog(), ADMIN, NOW).bind(parse_filter(text), ACCOUNT)
+    condition, parameters = compile_filter(bound, resolve)
     found = accounts.execute(f'SELECT "name" FROM account WHERE {condition} ORDER BY rowid', parameters).fetchall()  # noqa: S608
     assert [name for (name,) in found] == expected
+
+
+@pytest.mark.parametrize("text", ["tolower(name) eq 'x'", "year(createdon) eq 2024", "substringof('a',name)"])
+def test_an_odata_function_dataverse_lacks_answers_501(text: str) -> None:
+    with pytest.raises(WebApiError) as caught:
+        parse_filter(text)
+    assert (caught.value.status, caught.value.code) == (501, RESOURCE_NOT_FOUND)
+    assert "isn't supported in $filter" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("text", "status", "code", "message"),
+    [
+        (
+            "Microsoft.Dynamics.CRM.InFiscalYear(PropertyName='createdon',PropertyValue=2024)",
+            501,
+            RESOURCE_NOT_FOUND,
+            "not emulated",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Under(PropertyName='accountid',PropertyValue='x')",
+            501,
+            RESOURCE_NOT_FOUND,
+            "not emulated",
+        ),
+        ("Microsoft.Dynamics.CRM.Foo(PropertyName='name')", 400, ODATA_ERROR, "An unknown function with name"),
+        (
+            "Microsoft.Dynamics.CRM.Today(PropertyName='nosuch')",
+            400,
+            "0x80041103",
+            "'account' entity doesn't contain attribute with Name = 'nosuch'",
+        ),
+        ("Microsoft.Dynamics.CRM.Today(PropertyName='name')", 400, ODATA_ERROR, "applies to date and time columns"),
+        ("Microsoft.Dynamics.CRM.Today(PropertyName='createdon',PropertyValue=1)", 400, ODATA_ERROR, "takes"),
+        ("Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon')", 400, ODATA_ERROR, "PropertyValue=7"),
+        ("Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue='7')", 400, ODATA_ERROR, "Edm.Int64"),
+        ("Microsoft.Dynamics.CRM.LastXDays(PropertyName='createdon',PropertyValue=-1)", 400, ODATA_ERROR, "Edm.Int64"),
+        (
+            "Microsoft.Dynamics.CRM.LastXYears(PropertyName='createdon',PropertyValue=99999999999)",
+            400,
+            ODATA_ERROR,
+            "reaches beyond the dates",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.NextXDays(PropertyName='createdon',PropertyValue=99999999999)",
+            400,
+            ODATA_ERROR,
+            "reaches beyond the dates",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.On(PropertyName='createdon',PropertyValue=2024)",
+            400,
+            ODATA_ERROR,
+            "a date in quotes",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.On(PropertyName='createdon',PropertyValue='soon')",
+            400,
+            ODATA_ERROR,
+            "a date in quotes",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.LastXHours(PropertyName='lastusedincampaign',PropertyValue=2)",
+            400,
+            ODATA_ERROR,
+            "DateOnly behavior",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Between(PropertyName='name',PropertyValues=['a','b'])",
+            400,
+            ODATA_ERROR,
+            "number and",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.Between(PropertyName='revenue',PropertyValues=['1'])",
+            400,
+            ODATA_ERROR,
+            "exactly two",
+        ),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='numberofemployees',PropertyValues=['many'])",
+            400,
+            ODATA_ERROR,
+            "'many'",
+        ),
+        ("Microsoft.Dynamics.CRM.In(PropertyName='name',PropertyValues=[])", 400, ODATA_ERROR, "at least one value"),
+        ("Microsoft.Dynamics.CRM.EqualUserId(PropertyName='name')", 400, ODATA_ERROR, "unique identifier"),
+        (
+            "contact_customer_accounts/any(c: Microsoft.Dynamics.CRM.Today(PropertyName='createdon'))",
+            501,
+            RESOURCE_NOT_FOUND,
+            "inside a lambda expression",
+        ),
+        ("primarycontactid/any(c: c/fullname eq 'x')", 400, ODATA_ERROR, "single-valued navigation property"),
+        ("contact_customer_accounts/fullname eq 'x'", 400, ODATA_ERROR, "collection-valued navigation property"),
+        ("nosuch/fullname eq 'x'", 400, "0x0", "Could not find a property named 'nosuch'"),
+        ("nosuch/any()", 400, "0x0", "Could not find a property named 'nosuch'"),
+        (
+            "primarycontactid/contact_customer_contacts/any(c: c/fullname eq 'x')",
+            400,
+            ODATA_ERROR,
+            "nested in a lookup navigation property",
+        ),
+        ("msdyn_segmentid/msdyn_name eq 'x'", 501, RESOURCE_NOT_FOUND, "not part of the sandbox"),
+    ],
+)
+def test_a_filter_the_service_would_refuse_gets_its_error(text: str, status: int, code: str, message: str) -> None:
+    assert ACCOUNT is not None
+    with pytest.raises(WebApiError) as caught:
+        FilterBinder(build_catalog(), ADMIN, NOW).bind(parse_filter(text), ACCOUNT)
+    assert (caught.value.status, caught.value.code) == (status, code)
+    assert message in caught.value.message
+
+
+def test_every_query_function_the_reference_lists_is_emulated_or_answers_501() -> None:
+    """The functions of "Filter rows using OData": none is left to look like a typo (an unknown function)."""
+    documented = [
+        "InFiscalPeriod",
+        "InFiscalPeriodAndYear",
+        "InFiscalYear",
+        "InOrAfterFiscalPeriodAndYear",
+        "InOrBeforeFiscalPeriodAndYear",
+        "Last7Days",
+        "LastFiscalPeriod",
+        "LastFiscalYear",
+        "LastMonth",
+        "LastWeek",
+        "LastXDays",
+        "LastXFiscalPeriods",
+        "LastXFiscalYears",
+        "LastXHours",
+        "LastXMonths",
+        "LastXWeeks",
+        "LastXYears",
+        "LastYear",
+        "Next7Days",
+        "NextFiscalPeriod",
+        "NextFiscalYear",
+        "NextMonth",
+        "NextWeek",
+        "NextXDays",
+        "NextXFiscalPeriods",
+        "NextXFiscalYears",
+        "NextXHours",
+        "NextXMonths",
+        "NextXWeeks",
+        "NextXYears",
+        "NextYear",
+        "OlderThanXDays",
+        "OlderThanXHours",
+        "OlderThanXMinutes",
+        "OlderThanXMonths",
+        "OlderThanXWeeks",
+        "OlderThanXYears",
+        "On",
+        "OnOrAfter",
+        "OnOrBefore",
+        "ThisFiscalPeriod",
+        "ThisFiscalYear",
+        "ThisMonth",
+        "ThisWeek",
+        "ThisYear",
+        "Today",
+        "Tomorrow",
+        "Yesterday",
+        "EqualBusinessId",
+        "EqualUserId",
+        "NotEqualBusinessId",
+        "NotEqualUserId",
+        "Above",
+        "AboveOrEqual",
+        "EqualUserOrUserHierarchy",
+        "EqualUserOrUserHierarchyAndTeams",
+        "EqualUserOrUserTeams",
+        "EqualUserTeams",
+        "NotUnder",
+        "Under",
+        "UnderOrEqual",
+        "ContainValues",
+        "DoesNotContainValues",
+        "Between",
+        "NotBetween",
+        "In",
+        "NotIn",
+        "EqualUserLanguage",
+        "Contains",
+    ]
+    for name in documented:
+        try:
+            require_known(name)
+        except WebApiError as error:
+            assert error.status == 501, name
