@@ -1,10 +1,12 @@
 """Output size: what a tool puts in an assistant's context, against what the Web API itself answers.
 
-Sizes are UTF-8 bytes of a result's text block: the JSON an assistant reads, which the MCP SDK indents by two
-spaces (the structured copy beside it holds the same data); its compact size is shown too. KB is 1,024 bytes,
-as in the tests. `describe_table` runs on `account`, served from the real environment's metadata
-(248 columns). A 10-row `query_records` is set against the body of the request the tool sends for those rows,
-replayed as is: `Prefer: odata.include-annotations="*"`, the same `$select` (or none: all columns) and `$top`.
+A client reads a result's text block or its structured content, so each is measured on its own, in UTF-8 bytes
+of compact JSON (the text block as sent; the structured content as `json.dumps` writes it without spaces). KB is
+1,024 bytes, as in the tests. `describe_table` runs on `account`, served from the real environment's metadata
+(248 columns). A 10-row `query_records` of six columns (name, a choice, a lookup, money, a date, a number) is set
+beside the Web API's own annotated JSON for the same 10 accounts: `GET accounts?$select=...&$top=10` with
+`Prefer: odata.include-annotations="*"`, sent with the tool's own token; the rows of both are checked to be the
+same accounts.
 
     python -m bench.output_size
 """
@@ -25,78 +27,115 @@ from mcp import Client, types
 from server import build_server, load_settings
 
 from ._figures import print_table
-from ._recorded_requests import recording_requests, replay
+from ._recorded_requests import RecordedRequest, recording_requests
 from ._sandbox_process import SandboxProcess
 
-DESCRIBE_TARGET: Final = 12 * 1024
-QUERY_TARGET: Final = 0.60
+DESCRIBE_TARGET: Final = 10 * 1024
+QUERY_TARGET: Final = 0.35
 TOOLS_LIST_TARGET: Final = 8 * 1024
-FEW_COLUMNS: Final = ["name", "accountnumber", "revenue", "address1_city", "primarycontactid"]
-QUERIES: Final[tuple[tuple[str, dict[str, Any]], ...]] = (
-    (f"10 rows, $select of {len(FEW_COLUMNS)} columns", {"table": "account", "select": FEW_COLUMNS, "top": 10}),
-    ("10 rows, all columns (no $select)", {"table": "account", "top": 10}),
+SIX_COLUMNS: Final = ["name", "industrycode", "primarycontactid", "revenue", "createdon", "numberofemployees"]
+QUERIES: Final[tuple[tuple[str, dict[str, Any], float | None], ...]] = (
+    ("10 rows, 6 columns", {"table": "account", "select": SIX_COLUMNS, "top": 10}, QUERY_TARGET),
+    ("10 rows, all columns (no $select)", {"table": "account", "top": 10}, None),
 )
+ANNOTATIONS: Final = 'odata.include-annotations="*"'
 
 
 @dataclass(frozen=True)
 class Size:
-    text: int  # as sent
-    compact: int  # the same JSON without indentation
+    text: int  # the text block, as sent
+    structured: int  # the structured content, as compact JSON
+
+
+def compact_bytes(value: Any) -> int:
+    return len(json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 def size_of(result: types.CallToolResult) -> Size:
-    if result.is_error:
+    if result.is_error or result.structured_content is None:
         raise RuntimeError(f"the tool failed: {result.content}")
     text = "".join(block.text for block in result.content if isinstance(block, types.TextContent))
-    compact = json.dumps(json.loads(text), ensure_ascii=False, separators=(",", ":"))
-    return Size(len(text.encode()), len(compact.encode()))
+    return Size(len(text.encode()), compact_bytes(result.structured_content))
 
 
-async def tools_list_bytes(client: Client) -> int:
-    """The whole `tools/list` result as compact JSON: names, descriptions, input and output schemas."""
+async def tools_list_bytes(client: Client) -> tuple[int, int]:
+    """The whole `tools/list` result as compact JSON (names, descriptions, input and output schemas), and how many
+    tools it lists."""
     listed = await client.list_tools()
-    return len(listed.model_dump_json(by_alias=True, exclude_none=True).encode())
+    return len(listed.model_dump_json(by_alias=True, exclude_none=True).encode()), len(listed.tools)
 
 
-async def query_sizes(client: Client, http: httpx2.AsyncClient, arguments: dict[str, Any]) -> tuple[Size, int]:
-    """The tool's bytes and the Web API's bytes for the same request."""
+async def web_api_rows(http: httpx2.AsyncClient, sent: RecordedRequest, top: int) -> httpx2.Response:
+    """The Web API's own answer for the rows the tool read: the tool's `$select` and token, `$top`, annotations."""
+    url = httpx2.URL(sent.url)
+    params = {key: value for key, value in url.params.items() if key == "$select"} | {"$top": str(top)}
+    headers = {"Authorization": sent.headers["authorization"], "Accept": "application/json", "Prefer": ANNOTATIONS}
+    response = await http.get(url.copy_with(query=None), params=params, headers=headers)
+    response.raise_for_status()
+    return response
+
+
+@dataclass(frozen=True)
+class WebApiSize:
+    served: int  # the body as the sandbox sends it
+    compact: int  # the same JSON without the spaces the sandbox writes after separators (the service writes none)
+
+
+async def query_sizes(client: Client, http: httpx2.AsyncClient, arguments: dict[str, Any]) -> tuple[Size, WebApiSize]:
+    """The tool's sizes and the Web API's bytes for the same rows."""
     with recording_requests() as recorded:
-        tool = size_of(await client.call_tool("query_records", arguments))
-    (request,) = recorded  # the table's metadata is cached by then: one request, the rows
-    web_api = len((await replay(http, request)).content)
-    return tool, web_api
+        result = await client.call_tool("query_records", arguments)
+    (sent,) = recorded  # the table's metadata is cached by then: one request, the rows
+    web_api = await web_api_rows(http, sent, arguments["top"])
+    primary_id = "accountid"
+    tool_ids = [row[primary_id] for row in (result.structured_content or {}).get("rows", [])]
+    if tool_ids != [row[primary_id] for row in web_api.json()["value"]]:
+        raise RuntimeError("the tool and the Web API answered with different rows")
+    return size_of(result), WebApiSize(len(web_api.content), compact_bytes(web_api.json()))
 
 
-def line(name: str, text: int | None, compact: int, web_api: int | None, target: str) -> list[str]:
+def share(size: int, web_api: int | None) -> str:
+    return "-" if web_api is None else f"{size / web_api:.1%}"
+
+
+def line(name: str, size: Size, web_api: int | None, target: str) -> list[str]:
     """One table row; the shares are of the Web API's bytes, where there is a Web API answer to compare."""
-    shares = ["-", "-"] if web_api is None else [f"{size / web_api:.1%}" for size in (text or compact, compact)]
-    sizes = ["-" if size is None else f"{size:,}" for size in (text, compact, web_api)]
-    return [name, *sizes, *shares, target]
+    web_api_text = "-" if web_api is None else f"{web_api:,}"
+    shares = [share(size.text, web_api), share(size.structured, web_api)]
+    return [name, f"{size.text:,}", f"{size.structured:,}", web_api_text, *shares, target]
 
 
-async def measure(sandbox: SandboxProcess) -> list[list[str]]:
+async def measure(sandbox: SandboxProcess) -> tuple[list[list[str]], list[str]]:
     settings = load_settings(None, url=sandbox.url(), access_token=sandbox.token())
     async with httpx2.AsyncClient(timeout=30) as http, Client(build_server(settings), cache=None) as client:
-        listing = await tools_list_bytes(client)
+        listing, tools = await tools_list_bytes(client)
         description = size_of(await client.call_tool("describe_table", {"table": "account"}))
         rows = [
-            line("tools/list, all nine tools", None, listing, None, f"<= {TOOLS_LIST_TARGET:,}"),
-            line("describe_table account", description.text, description.compact, None, f"<= {DESCRIBE_TARGET:,}"),
+            [f"tools/list, all {tools} tools", "-", f"{listing:,}", "-", "-", "-", f"<= {TOOLS_LIST_TARGET:,}"],
+            line("describe_table account", description, None, f"<= {DESCRIBE_TARGET:,}"),
         ]
-        for name, arguments in QUERIES:
+        notes = []
+        for name, arguments, target in QUERIES:
             tool, web_api = await query_sizes(client, http, arguments)
-            rows.append(line(f"query_records {name}", tool.text, tool.compact, web_api, f"<= {QUERY_TARGET:.0%}"))
-    return rows
+            shown = "-" if target is None else f"<= {target:.0%}"
+            rows.append(line(f"query_records {name}", tool, web_api.served, shown))
+            notes.append(
+                f"query_records {name}: the Web API's JSON re-encoded compactly is {web_api.compact:,} bytes; "
+                f"text {share(tool.text, web_api.compact)}, structured {share(tool.structured, web_api.compact)}"
+            )
+    return rows, notes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-output-") as directory, SandboxProcess(Path(directory)) as sandbox:
-        rows = asyncio.run(measure(sandbox))
-    print("UTF-8 bytes of the JSON an assistant reads (as sent, and compact); share: tool / Web API")
-    headers = ["output", "tool bytes", "compact", "Web API bytes", "share", "compact share", "target"]
+        rows, notes = asyncio.run(measure(sandbox))
+    print("UTF-8 bytes of compact JSON: the text block as sent, the structured content; share: tool / Web API")
+    headers = ["output", "text", "structured", "Web API", "text share", "structured share", "target"]
     print_table(headers, rows)
+    print()
+    print("\n".join(notes))
 
 
 if __name__ == "__main__":

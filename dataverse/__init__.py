@@ -25,11 +25,12 @@ from ._errors import (
     UnknownTable,
     ValidationFailed,
     WriteRefused,
+    end_sentence,
 )
 from ._fetchxml import FetchQuery
 from ._http import ConnectionSettings, build_http_client
 from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary, resolve_table_name
-from ._odata import Expand, InvalidQuery, ODataQuery, equals, filter_paths, literal
+from ._odata import Expand, InvalidQuery, ODataQuery, equals, filter_paths, literal, rewrite_lookup_names
 from ._retry import RetryPolicy
 from ._single_flight import SingleFlight
 from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
@@ -82,10 +83,12 @@ __all__ = [
     "api_base_url",
     "build_http_client",
     "discovery_scope",
+    "end_sentence",
     "equals",
     "filter_paths",
     "is_loopback",
     "list_instances",
     "literal",
     "resolve_table_name",
+    "rewrite_lookup_names",
 ]

@@ -53,6 +53,13 @@ def format_code(code: int | None) -> str | None:
     return None if code is None else f"0x{code:08x}"
 
 
+def end_sentence(text: str) -> str:
+    """`text` ending as a sentence does, so that another can follow it."""
+    # The service's messages often lack the final period ("... Does Not Exist").
+    text = text.strip()
+    return text if not text or text.rstrip("'\")").endswith((".", "!", "?")) else f"{text}."
+
+
 class DataverseError(Exception):
     """Base class of every error raised by the Dataverse client."""
 
@@ -69,7 +76,8 @@ class DataverseError(Exception):
         self.written: str | None = None
 
     def _parts(self) -> str:
-        return " ".join(part for part in (self.message, self.written, self.hint) if part)
+        sentences = (end_sentence(part or "") for part in (self.message, self.written, self.hint))
+        return " ".join(sentence for sentence in sentences if sentence)
 
     def __str__(self) -> str:
         return self._parts()

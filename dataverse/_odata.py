@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Final
 
 from ._errors import DataverseError
+from ._metadata import Column
 
 IDENTIFIER: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 LiteralValue = str | int | float | Decimal | bool | None | uuid.UUID | datetime | date
@@ -191,3 +192,36 @@ def filter_paths(text: str) -> list[tuple[str, ...]]:
                 continue
         index += 1
     return paths
+
+
+def rewrite_lookup_names(text: str, columns: Mapping[str, Column]) -> str:
+    """The `$filter` with each lookup column named by its logical name written as the property the service
+    filters on: `parentcustomerid eq null` becomes `_parentcustomerid_value eq null`.
+
+    Only a bare name is rewritten, and only a lookup of `columns` (the queried table's): never text inside a
+    string literal, a segment of a navigation path (`primarycontactid/fullname` names the relationship), a
+    function or a lambda variable. Everything else, spacing included, is kept as it was; so is a filter with an
+    unterminated string literal, which the service refuses in its own words.
+    """
+    tokens = list(_FILTER_TOKEN.finditer(text))
+    words = [match.group() for match in tokens]
+    if "'" in words:
+        return text
+    variables = {
+        words[index + 2]
+        for index in range(len(words) - 3)
+        if words[index] in LAMBDA_OPERATORS and words[index + 1] == "(" and words[index + 3] == ":"
+    }
+    parts: list[str] = []
+    end = 0
+    for index, match in enumerate(tokens):
+        column = columns.get(match.group())
+        if column is None or not column.is_lookup or match.group() in variables:
+            continue
+        before = words[index - 1] if index else ""
+        after = words[index + 1] if index + 1 < len(words) else ""
+        if before == "/" or after in ("/", "(", ":"):
+            continue
+        parts += [text[end : match.start()], column.property_name]
+        end = match.end()
+    return "".join(parts) + text[end:]

@@ -3,11 +3,11 @@
 A cursor is what a model copies back to get the next page, so it is treated as untrusted input. Its state
 (environment, table, the query's arguments, where the next page starts) is signed with HMAC-SHA256 under a key
 only the server holds, with the caller's id and the tool's name mixed into the signature: a cursor edited by one
-character, replayed by another user or passed to another tool does not open. The state is deflated (with a preset
-dictionary of what states repeat); state too long for a short cursor (a long filter, a FetchXML paging cookie) stays in a bounded in-process store and the
-cursor carries a random reference to it, so cursors stay under 200 characters.
+character, replayed by another user or passed to another tool does not open. The state is deflated with a preset
+dictionary of what states repeat; state still too long for a short cursor (a long filter or FetchXML) stays in a
+bounded in-process store and the cursor carries a random reference to it, so cursors stay under 200 characters.
 
-    cursor = base64url(version | expiry (4 bytes) | flags | payload | tag (16 bytes))
+    cursor = base64url(version | expiry (4 bytes) | flags | payload | tag (12 bytes))
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Final
 from mcp.server.mcpserver.exceptions import ToolError
 
 VERSION: Final = 1  # a new version for a new dictionary: old cursors then fail cleanly
-TAG_BYTES: Final = 16
-MAX_CURSOR_CHARS: Final = 190  # a model copies it back: keep it well under 200
+TAG_BYTES: Final = 12  # a 96-bit HMAC tag: forging one takes 2^96 guesses, and each guess is a tool call
+MAX_CURSOR_CHARS: Final = 196  # a model copies it back: keep it under 200
 DEFLATED: Final = 1
 STORED: Final = 2
 _HEADER: Final = struct.Struct(">BIB")  # version, expiry (unix seconds), flags

@@ -24,11 +24,12 @@ from dataverse import (
     Position,
     TableMetadata,
     filter_paths,
+    rewrite_lookup_names,
 )
 
 from ._arguments import Columns, EnvironmentName, TableName
 from ._errors import reported_as_tool_errors, unknown_columns
-from ._output import Budget, fit, shape_row
+from ._output import Budget, fit, json_size, shape_row
 from ._policy import TableAccess
 from ._read import names, state
 from ._state import AppState, Environment
@@ -56,6 +57,7 @@ class QueryArguments:
     top: int | None = None
     expand: tuple[str, ...] = ()
     count: bool = False
+    apply: str | None = None
     fetchxml: str | None = None
     page_size: int = DEFAULT_PAGE_SIZE
 
@@ -87,6 +89,7 @@ async def query_records(
         list[str] | None, Field(description="Lookups to include, e.g. primarycontactid(fullname)")
     ] = None,
     count: bool | None = None,
+    apply: Annotated[str | None, Field(description="Aggregate, e.g. groupby((ownerid),aggregate($count as n))")] = None,
     fetchxml: Annotated[str | None, Field(description="Instead of the OData parts")] = None,
     page_size: Annotated[int | None, Field(ge=1, le=500)] = None,
     cursor: Annotated[str | None, Field(description="From the last result: next page")] = None,
@@ -103,6 +106,7 @@ async def query_records(
         "top": top,
         "expand": expanded,
         "count": count,
+        "apply": apply,
         "fetchxml": fetchxml,
         "page_size": page_size,
     }
@@ -137,7 +141,13 @@ def _new_query(given: dict[str, Any]) -> QueryArguments:
     if given["fetchxml"] is not None and odata_parts:
         raise InvalidQuery(
             f"fetchxml replaces the OData parts, but {', '.join(odata_parts)} came with it: "
-            "give either fetchxml or select/filter/orderby/top/expand/count."
+            "give either fetchxml or select/filter/orderby/top/expand/count/apply."
+        )
+    others = [name for name in odata_parts if name != "apply"]
+    if given["apply"] is not None and others:
+        raise InvalidQuery(
+            f"apply aggregates on its own, but {', '.join(others)} came with it: filter inside it, e.g. "
+            'apply="filter(statecode eq 0)/groupby((ownerid),aggregate($count as n))".'
         )
     return QueryArguments(
         select=given["select"] or (),
@@ -146,6 +156,7 @@ def _new_query(given: dict[str, Any]) -> QueryArguments:
         top=given["top"],
         expand=given["expand"] or (),
         count=bool(given["count"]),
+        apply=given["apply"],
         fetchxml=given["fetchxml"],
         page_size=given["page_size"] or DEFAULT_PAGE_SIZE,
     )
@@ -182,15 +193,20 @@ async def build_query(
         return await _checked_fetch(client, access, table, arguments.fetchxml)
     columns = list(arguments.select)
     check_columns(table, columns)
-    if arguments.filter:
-        await _check_filter(client, access, table, arguments.filter)
+    # What is checked is what is sent: lookups named by their logical name are rewritten first.
+    text = rewrite_lookup_names(arguments.filter, table.columns) if arguments.filter else None
+    apply = rewrite_lookup_names(arguments.apply, table.columns) if arguments.apply else None
+    for sent in (text, apply):
+        if sent:  # $apply's groupby and filter name paths as $filter does
+            await _check_filter(client, access, table, sent)
     return ODataQuery(
         select=[table.columns[column.lower()].property_name for column in columns],
-        filter=arguments.filter,
+        filter=text,
         orderby=_orderby(table, arguments.orderby),
         top=arguments.top,
         expand=_expand(access, table, arguments.expand),
         count=arguments.count,
+        extra={"$apply": apply} if apply else {},
     )
 
 
@@ -287,7 +303,8 @@ async def _collect(
         page = await target.client.read_page(table.logical_name, query, page_size=page_size, position=position)
         count = page.count if count is None else count
         for index, row in enumerate(page.rows[skip:], start=skip):
-            found.append((shape_row(row, access.allows, keep_nulls=keep_nulls), position, index))
+            shaped = shape_row(row, access.allows, table=table, select=arguments.select, keep_nulls=keep_nulls)
+            found.append((shaped, position, index))
         await ctx.report_progress(len(found), page_size)
         if page.next is None:
             following = None
@@ -300,7 +317,10 @@ async def _collect(
         following = (at, index)
     notice = None
     if cut and len(rows) < page_size:
-        notice = f"Stopped at {len(rows)} rows to stay under {MAX_BYTES} bytes; select fewer columns or pass cursor."
+        notice = (
+            f"Stopped at {len(rows)} rows ({json_size(rows):,} bytes of JSON) to stay under {MAX_BYTES:,} bytes; "
+            "select fewer columns or pass cursor."
+        )
     cursor = None
     if following is not None:
         at, index = following

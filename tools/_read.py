@@ -8,13 +8,14 @@ from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from dataverse import InvalidQuery, TableMetadata
 
 from ._arguments import AlternateKey, Columns, EnvironmentName, RowIdOrNone, TableName
 from ._errors import reported_as_tool_errors, unknown_columns
 from ._output import shape_row, table_description
-from ._state import AppState, Environment
+from ._state import AppState, Environment, default_environment
 
 READ: Final = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
 
@@ -23,6 +24,9 @@ class EnvironmentItem(BaseModel):
     name: str
     url: str
     friendly_name: str | None = None
+    # `"default": true` on the environment used when none is named, only when there are several; absent otherwise.
+    # Left out of the output schema, as the key explains itself: tools/list is at its size budget.
+    default: SkipJsonSchema[bool] = Field(False, exclude_if=lambda is_default: not is_default)
 
 
 class EnvironmentList(BaseModel):
@@ -88,10 +92,15 @@ async def open_table(
 
 async def list_environments(ctx: Context[AppState, Any]) -> EnvironmentList:
     """The Dataverse environments you can use."""
+    app = state(ctx)
     with reported_as_tool_errors():
-        environments = await state(ctx).environments.all()
+        environments = await app.environments.all()
+    default = default_environment(environments, app.environments.default) if len(environments) > 1 else None
     return EnvironmentList(
-        environments=[EnvironmentItem(name=e.name, url=e.url, friendly_name=e.friendly_name) for e in environments]
+        environments=[
+            EnvironmentItem(name=e.name, url=e.url, friendly_name=e.friendly_name, default=e is default)
+            for e in environments
+        ]
     )
 
 
@@ -187,4 +196,5 @@ async def get_record(
             raise unknown_columns(metadata, unknown)
         selected = [metadata.columns[c.lower()].property_name for c in columns]
         row = await target.client.get(metadata.logical_name, id if id is not None else key or {}, select=selected)
-    return Record(row=shape_row(row, access.allows, keep_nulls=bool(columns)), etag=row.get("@odata.etag"))
+    shaped = shape_row(row, access.allows, table=metadata, select=columns, keep_nulls=bool(columns))
+    return Record(row=shaped, etag=row.get("@odata.etag"))

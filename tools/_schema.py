@@ -1,44 +1,58 @@
-"""Compact JSON schemas for `tools/list`: every conversation pays for them before any work.
+"""Compact tools: compact JSON schemas for `tools/list`, compact JSON results for every call.
 
 pydantic's schemas repeat a `title` on every property and spell an optional value as
 `anyOf: [{...}, {"type": "null"}]` with `default: null`. The compact form keeps the same meaning
 (`"type": ["string", "null"]`, no titles) in about half the bytes.
+
+The MCP SDK writes a structured result's text copy as JSON indented by two spaces, about a quarter of its bytes;
+a tool here hands the SDK a finished `CallToolResult` instead (`structured_result`), which the SDK still validates
+against the published output schema.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+from collections.abc import Callable
 from typing import Any
 
 from mcp.server.mcpserver.tools import Tool
+from pydantic import BaseModel
+
+from ._output import structured_result
 
 _SIMPLE_KEYS = frozenset({"type", "items"})
 
 
-def compact_schema(schema: Any, *, optional: bool = False, keep_null: bool = False) -> Any:
+def compact_schema(schema: Any, *, optional: bool = False, result: bool = False) -> Any:
     """`schema` without titles; an optional property's `anyOf` of plain types becomes one type list,
-    without `null` (leaving a property out means no value; tools still accept null)."""
+    without `null` (leaving a property out means no value; tools still accept null).
+
+    `result`: a result's schema. Results leave null fields out too, except a yes/no whose null means "unknown"
+    (`structured_result`), so only those keep `null`.
+    """
     if isinstance(schema, list):
-        return [compact_schema(item, keep_null=keep_null) for item in schema]
+        return [compact_schema(item, result=result) for item in schema]
     if not isinstance(schema, dict):
         return schema
     compacted = {
-        key: compact_schema(value, keep_null=keep_null)
-        for key, value in schema.items()
-        if key not in ("title", "properties")
+        key: compact_schema(value, result=result) for key, value in schema.items() if key not in ("title", "properties")
     }
     if isinstance(schema.get("properties"), dict):
         required = set(schema.get("required", ()))
         compacted["properties"] = {
-            name: compact_schema(value, optional=name not in required and not keep_null, keep_null=keep_null)
+            name: compact_schema(value, optional=name not in required, result=result)
             for name, value in schema["properties"].items()
         }
     options = compacted.get("anyOf")
     if optional and isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
         (other,) = [option for option in options if option != {"type": "null"}]
-        del compacted["anyOf"]
-        compacted = {**other, **compacted}
-        options = None
+        if result and other == {"type": "boolean"}:
+            optional = False  # null means "unknown" there: kept as a type below
+        else:
+            del compacted["anyOf"]
+            compacted = {**other, **compacted}
+            options = None
     if isinstance(options, list) and all(
         isinstance(o, dict) and set(o) <= _SIMPLE_KEYS and "type" in o for o in options
     ):
@@ -75,13 +89,35 @@ def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def compact_tool(tool: Tool) -> Tool:
-    """The tool with compact input and output schemas and a tidy description.
+    """The tool with compact input and output schemas, a tidy description, and compact JSON results.
 
-    Only inputs drop `null` from optional properties; results do carry nulls, so their schemas keep them.
+    Optional properties drop `null`, in results too, since results leave null fields out (but a yes/no).
     """
     tool.description = " ".join(inspect.cleandoc(tool.description or "").split())
     tool.parameters = compact_schema(tool.parameters)
     output = tool.fn_metadata.output_schema
     if output is not None:
-        tool.fn_metadata.output_schema = compact_schema(inline_definitions(output), keep_null=True)
+        tool.fn_metadata.output_schema = compact_schema(inline_definitions(output), result=True)
+    model = tool.fn_metadata.output_model
+    if output is not None and isinstance(model, type) and issubclass(model, BaseModel):
+        tool.fn = _answering_compactly(tool.fn, model, is_async=tool.is_async)
     return tool
+
+
+def _answering_compactly(function: Callable[..., Any], model: type[BaseModel], *, is_async: bool) -> Callable[..., Any]:
+    """`function`, returning a `model` result as a finished `CallToolResult` (anything else as it is)."""
+    if is_async:
+
+        @functools.wraps(function)
+        async def call_async(**arguments: Any) -> Any:
+            result = await function(**arguments)
+            return structured_result(result) if isinstance(result, model) else result
+
+        return call_async
+
+    @functools.wraps(function)
+    def call(**arguments: Any) -> Any:  # the SDK runs it on a worker thread, as it would `function`
+        result = function(**arguments)
+        return structured_result(result) if isinstance(result, model) else result
+
+    return call

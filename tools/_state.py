@@ -47,6 +47,11 @@ class Environments(Protocol):
         """A stable id of the caller (tenant and object id over HTTP): what cursors are bound to."""
         ...
 
+    @property
+    def default(self) -> str | None:
+        """The environment tools use when none is named (name, unique name or URL), if one is set."""
+        ...
+
 
 @dataclass(frozen=True)
 class AppState:
@@ -76,6 +81,14 @@ class AppState:
                 ) from None
         self._access[environment.url] = access
         return access
+
+
+def default_environment(environments: list[Environment], default: str | None) -> Environment | None:
+    """The environment tools use when none is named, if there is one."""
+    try:
+        return choose_environment(environments, None, default)
+    except LookupError:
+        return None
 
 
 def choose_environment(environments: list[Environment], name: str | None, default: str | None = None) -> Environment:

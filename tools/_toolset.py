@@ -8,6 +8,7 @@ from typing import Any, Final
 from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
+from ._errors import CheckedTool
 from ._policy import Policy
 from ._query import query_records
 from ._read import READ, describe_table, get_record, list_environments, list_tables
@@ -38,4 +39,7 @@ READ_TOOL_FUNCTIONS: Final[tuple[tuple[Callable[..., Any], ToolAnnotations], ...
 def build_tools(policy: Policy) -> list[Tool]:
     """The tools the policy allows, with compact schemas; in read-only mode the write tools do not exist."""
     functions = READ_TOOL_FUNCTIONS if policy.read_only else READ_TOOL_FUNCTIONS + WRITE_TOOL_FUNCTIONS
-    return [compact_tool(Tool.from_function(function, annotations=annotations)) for function, annotations in functions]
+    return [
+        compact_tool(CheckedTool.from_function(function, annotations=annotations))
+        for function, annotations in functions
+    ]

@@ -8,19 +8,26 @@ column that cannot be written in this operation is a tool error naming the colum
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from datetime import date, datetime
-from typing import Any
+from decimal import Decimal
+from typing import Any, Final
 
 from mcp.server.mcpserver.exceptions import ToolError
 
 from dataverse import Choice, Column, DataverseClient, TableMetadata
 
-from ._errors import unknown_columns
+from ._errors import shown, unknown_columns
 from ._policy import TableAccess
 
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# A number given as a string: plain decimal notation only (no exponent, NaN or Infinity), so that it converts
+# exactly or is refused.
+_PLAIN_NUMBER: Final = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)")
+_WHOLE_NUMBERS: Final = ("Integer", "BigInt")
+_NUMBERS: Final = (*_WHOLE_NUMBERS, "Decimal", "Double", "Money")
 
 
 def _problem(table: TableMetadata, column: Column, text: str) -> ToolError:
@@ -35,7 +42,7 @@ def _choice(table: TableMetadata, column: Column, value: Any, choices: tuple[Cho
             if choice.label.lower() == value.strip().lower() or str(choice.value) == value.strip():
                 return choice.value
     valid = ", ".join(f"{choice.value}={choice.label}" for choice in choices)
-    raise _problem(table, column, f"{value!r} is not one of its choices ({valid})")
+    raise _problem(table, column, f"{shown(value)} is not one of its choices ({valid})")
 
 
 async def _lookup(
@@ -60,52 +67,85 @@ async def _lookup(
     try:
         row_id = uuid.UUID(str(value["id"]))
     except ValueError:
-        raise _problem(table, column, f"{value['id']!r} is not a row id (a GUID)") from None
+        raise _problem(table, column, f"{shown(value['id'])} is not a row id (a GUID)") from None
     navigation = table.navigation_property(column.logical_name, target.logical_name)
     if navigation is None:
         raise _problem(table, column, f"has no navigation property to {target.logical_name}")
     return f"{navigation}@odata.bind", f"/{target.entity_set_name}({row_id})"
 
 
-def _scalar(table: TableMetadata, column: Column, value: Any) -> Any:
+def _scalar(table: TableMetadata, column: Column, value: Any, options: tuple[Choice, ...] = ()) -> Any:
+    """A plain column's value as the Web API takes it; `options` are a yes/no column's two labelled values."""
     kind = column.attribute_type
     if value is None:
         return None
     if kind in ("String", "Memo", "EntityName"):
         if not isinstance(value, str):
-            raise _problem(table, column, f"expects text, not {type(value).__name__}")
+            raise _problem(table, column, f"expects text, not {shown(value)}")
         if column.max_length is not None and len(value) > column.max_length:
             raise _problem(table, column, f"at most {column.max_length} characters, got {len(value)}")
         return value
-    if kind in ("Integer", "BigInt", "Decimal", "Double", "Money"):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise _problem(table, column, f"expects a number, not {value!r}")
-        if kind in ("Integer", "BigInt") and not float(value).is_integer():
-            raise _problem(table, column, f"expects a whole number, not {value!r}")
-        if (column.min_value is not None and value < column.min_value) or (
-            column.max_value is not None and value > column.max_value
-        ):
-            raise _problem(
-                table, column, f"{value} is outside the allowed range {column.min_value}..{column.max_value}"
-            )
-        return int(value) if kind in ("Integer", "BigInt") else value
+    if kind in _NUMBERS:
+        return _number(table, column, value)
     if kind == "Boolean":
-        if not isinstance(value, bool):
-            raise _problem(table, column, f"expects true or false, not {value!r}")
-        return value
+        return _boolean(table, column, value, options)
     if kind == "DateTime":
         return _datetime(table, column, value)
     if kind == "Uniqueidentifier":
         try:
             return str(uuid.UUID(str(value)))
         except ValueError:
-            raise _problem(table, column, f"{value!r} is not a GUID") from None
+            raise _problem(table, column, f"{shown(value)} is not a GUID") from None
     raise _problem(table, column, f"columns of type {kind} cannot be written through this server")
+
+
+def _number(table: TableMetadata, column: Column, value: Any) -> int | float:
+    """A JSON number, or a string holding one that converts exactly ("42", "12.50"): never a rounded value."""
+    whole = column.attribute_type in _WHOLE_NUMBERS
+    expected = "a whole number such as 42" if whole else "a number such as 12.50"
+    number: int | float
+    if isinstance(value, str) and _PLAIN_NUMBER.fullmatch(value.strip()):
+        exact = Decimal(value.strip())
+        if whole and exact != exact.to_integral_value():
+            raise _problem(table, column, f"expects {expected}, not {shown(value)}")
+        number = int(exact) if whole else float(exact)
+        # A double keeps about 15 significant digits: more would be sent as another number.
+        if not whole and math.isfinite(number) and Decimal(repr(number)) != exact:
+            raise _problem(table, column, f"{shown(value)} has more digits than can be sent exactly (15 at most)")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = value
+    else:
+        raise _problem(table, column, f"expects {expected}, not {shown(value)}")
+    if not math.isfinite(number) or (whole and not float(number).is_integer()):
+        raise _problem(table, column, f"expects {expected}, not {shown(value)}")
+    if (column.min_value is not None and number < column.min_value) or (
+        column.max_value is not None and number > column.max_value
+    ):
+        raise _problem(
+            table, column, f"{shown(value)} is outside the allowed range {column.min_value}..{column.max_value}"
+        )
+    return int(number) if whole else number
+
+
+def _boolean(table: TableMetadata, column: Column, value: Any, options: tuple[Choice, ...]) -> bool:
+    """true or false, also as "true"/"false", or one of the column's own options by label or value ("Yes", 1)."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text in ("true", "false"):
+        return text == "true"
+    for choice in options:
+        if text in (choice.label.lower(), str(choice.value)) or (type(value) is int and value == choice.value):
+            return bool(choice.value)
+    labels = f" ({', '.join(f'{choice.value}={choice.label}' for choice in options)})" if options else ""
+    raise _problem(table, column, f"expects true or false{labels}, not {shown(value)}")
 
 
 def _datetime(table: TableMetadata, column: Column, value: Any) -> str:
     if not isinstance(value, str):
-        raise _problem(table, column, "expects an ISO 8601 date such as 2026-01-31 or 2026-01-31T09:00:00Z")
+        raise _problem(
+            table, column, f"expects an ISO 8601 date such as 2026-01-31 or 2026-01-31T09:00:00Z, not {shown(value)}"
+        )
     text = value.strip()
     try:
         if _ISO_DATE.match(text):
@@ -113,9 +153,9 @@ def _datetime(table: TableMetadata, column: Column, value: Any) -> str:
             return text
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise _problem(table, column, f"{value!r} is not an ISO 8601 date or date and time") from None
+        raise _problem(table, column, f"{shown(value)} is not an ISO 8601 date or date and time") from None
     if moment.tzinfo is None:
-        raise _problem(table, column, f"{value!r} needs a time zone, e.g. {text}Z")
+        raise _problem(table, column, f"{shown(value)} needs a time zone, e.g. {text[:40]}Z")
     return text if column.format != "DateOnly" else moment.date().isoformat()
 
 
@@ -150,5 +190,8 @@ async def request_body(
             else:
                 body[column.logical_name] = _choice(table, column, value, options)
         else:
-            body[column.logical_name] = _scalar(table, column, value)
+            if column.attribute_type == "Boolean" and not isinstance(value, bool | None):  # by its label, maybe
+                choices = choices if choices is not None else await client.choices(table.logical_name)
+            options = choices.get(column.logical_name, ()) if choices is not None else ()
+            body[column.logical_name] = _scalar(table, column, value, options)
     return body

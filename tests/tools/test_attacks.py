@@ -420,3 +420,23 @@ async def test_a_cursor_is_bound_to_its_environment(sandbox: Sandbox) -> None:
         same = structured(await client.call_tool("query_records", {"cursor": cursor, "environment": "contoso"}))
     assert "environment" in elsewhere and "asks for another" in elsewhere
     assert len(same["rows"]) == 2
+
+
+async def test_aggregates_grouped_by_a_lookup_to_a_denied_table_carry_no_name(
+    sandbox: Sandbox, http: httpx2.AsyncClient
+) -> None:
+    fetchxml = (
+        "<fetch aggregate='true'><entity name='account'><attribute name='primarycontactid' groupby='true' alias='pc'/>"
+        "<attribute name='accountid' aggregate='count' alias='n'/></entity></fetch>"
+    )
+    names = await contact_names(sandbox, http)
+    async with Client(server_for(sandbox, **DENIED)) as client:
+        fetched = await client.call_tool("query_records", {"fetchxml": fetchxml})
+        applied = await client.call_tool(
+            "query_records", {"table": "account", "apply": "groupby((primarycontactid),aggregate($count as n))"}
+        )
+    for result in (fetched, applied):
+        rows = structured(result)["rows"]
+        lookups = [row.get("pc") or row.get("primarycontactid") for row in rows]
+        assert any(lookups) and all(set(lookup) == {"id", "table"} for lookup in lookups if lookup)
+        assert not leaked(result, names)

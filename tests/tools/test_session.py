@@ -83,8 +83,8 @@ async def test_a_new_users_session_from_account_to_deleted_lead(
         )
         lead_id = created["id"]
         lead = structured(await client.call_tool("get_record", {"table": "lead", "id": lead_id}))
-        assert lead["row"]["parentaccountid"] == {"id": account_id, "table": "account", "name": "City Power & Light"}
-        assert lead["row"]["leadqualitycode"] == {"value": 1, "label": "Hot"}
+        assert lead["row"]["parentaccountid"] == {"id": account_id, "name": "City Power & Light"}
+        assert lead["row"]["leadqualitycode"] == [1, "Hot"]
 
         updated = structured(
             await client.call_tool(
@@ -192,7 +192,7 @@ async def test_describe_table_is_compact_for_the_real_account(sandbox: Sandbox) 
         )
     described = structured(result)
     assert len(result.content[0].text.encode()) <= 12 * 1024  # type: ignore[union-attr]
-    assert described["columns"]["name"] == "text(160), primary name, required, 'Account Name'"
+    assert described["columns"]["name"] == "text(160), primary name, recommended (forms only), 'Account Name'"
     assert described["columns"]["primarycontactid"].startswith("lookup→contact")
     assert "Accounting" in one["columns"]["industrycode"] and "Transportation" in one["columns"]["industrycode"]
     assert related["keys"] == {"account_accountnumber_key": ["accountnumber"]}
