@@ -1,17 +1,15 @@
 """The composition root: settings in, a ready `MCPServer` out.
 
 The lifespan opens the process's one HTTP client and the environments; with no environment configured it
-starts the embedded sandbox on loopback and serves against it, saying so on stderr.
+starts the embedded sandbox on loopback in the background and serves against it, saying so on stderr.
 """
 
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
 import httpx2
@@ -40,6 +38,8 @@ from tools import (
     choose_environment,
 )
 
+from ._data_directory import embedded_sandbox_dir
+from ._embedded_sandbox import SandboxEnvironments, running_in_background
 from ._settings import ConfigurationError, ServerSettings
 from ._users import Caller, UserEnvironments
 from ._version import __version__
@@ -172,33 +172,10 @@ def _discovered_environments(
 
 async def _sandbox_environments(
     settings: ServerSettings, stack: AsyncExitStack, connect: Connect
-) -> StaticEnvironments:
-    from sandbox import Sandbox  # only the zero-setup default needs it
-
-    data = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dynamics-mcp-sandbox-")))
-    sandbox = await stack.enter_async_context(Sandbox(data))
-    logger.warning(
-        "No Dataverse environment is configured (DATAVERSE_URL): serving the embedded sandbox with demo data "
-        "as user '%s', at %s",
-        settings.sandbox_user,
-        ", ".join(environment.url for environment in sandbox.environments.values()),
-    )
-    environments = [
-        Environment(
-            name,
-            environment.url,
-            environment.spec.friendly_name,
-            connect(
-                environment.url,
-                "v9.2",
-                StaticTokenProvider(sandbox.token(settings.sandbox_user, name, lifetime=86400 * 30)),
-            ),
-        )
-        for name, environment in sandbox.environments.items()
-    ]
-    return StaticEnvironments(
-        environments, identity=f"sandbox:{settings.sandbox_user}", default=settings.default_environment or "contoso"
-    )
+) -> SandboxEnvironments:
+    """The embedded sandbox, starting in the background with the data it kept from earlier runs."""
+    sandbox = await stack.enter_async_context(running_in_background(embedded_sandbox_dir(), settings.sandbox_user))
+    return SandboxEnvironments(sandbox, connect, default=settings.default_environment or "contoso")
 
 
 def discovery_url(settings: ServerSettings) -> str:
@@ -257,14 +234,20 @@ def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[Aut
     return auth, verifier
 
 
-async def check_table_policy(policy: Policy, environments: StaticEnvironments) -> None:
+async def check_table_policy(policy: Policy, environments: StaticEnvironments | SandboxEnvironments) -> None:
     """At start-up, a table list entry that names no table of an environment stops the server, saying which.
 
     An environment that cannot be reached now is checked on first use instead (its tools are refused then).
+    With a table list, start-up waits for the embedded sandbox; without one, it never does.
     """
     if not policy.lists_tables:
         return
-    for environment in environments.environments:
+    try:
+        listed = await environments.all()
+    except DataverseError as error:  # the embedded sandbox did not start: every tool call says so
+        logger.warning("Could not check the table policy now: %s", error)
+        return
+    for environment in listed:
         try:
             tables = await environment.client.list_tables()
         except DataverseError as error:
@@ -320,7 +303,7 @@ def build_server(
                 environments = open_user_environments(settings, http, stack, retry)
             else:
                 environments = await open_environments(settings, http, stack, retry)
-                if isinstance(environments, StaticEnvironments):
+                if isinstance(environments, StaticEnvironments | SandboxEnvironments):
                     await check_table_policy(policy, environments)
             yield AppState(environments=environments, policy=policy, cursors=cursors(settings, transport))
 

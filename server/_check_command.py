@@ -5,16 +5,30 @@ from __future__ import annotations
 import sys
 import time
 from contextlib import AsyncExitStack
+from typing import Final
 
+from auth import AuthError
 from dataverse import DataverseError, RetryPolicy, TransportError, build_http_client, discovery_scope
 
 from ._app import discovery_url, open_environments
 from ._credentials import build_credential, scope_for
 from ._settings import ConfigurationError, ServerSettings
 
+SIGN_IN_HINT: Final = (
+    "Review the sign-in settings: DYNAMICS_MCP_AUTH and the variables of its mode (AZURE_TENANT_ID, "
+    "AZURE_CLIENT_ID, and its secret or certificate for an application)."
+)
+
 
 def _say(line: str) -> None:
     print(line, flush=True)  # noqa: T201 - the command's report
+
+
+def _explained(error: DataverseError) -> str:
+    """The failure in plain words, without the hint to run `dynamics-mcp check` that it carries elsewhere."""
+    if "dynamics-mcp check" in error.hint:
+        error.hint = SIGN_IN_HINT if isinstance(error, AuthError) else ""
+    return str(error)
 
 
 async def check(settings: ServerSettings) -> int:
@@ -24,17 +38,22 @@ async def check(settings: ServerSettings) -> int:
         http = await stack.enter_async_context(build_http_client(settings.connection()))
         # A diagnosis, not a workload: one quick repeat, so an unreachable environment is reported in seconds.
         environments = await open_environments(settings, http, stack, RetryPolicy(max_attempts=2))
-        for environment in await environments.all():
+        try:
+            found = await environments.all()
+        except DataverseError as error:  # discovery, or the embedded sandbox, failed
+            _say(f"environments: FAILED: {_explained(error)}")
+            return 1
+        for environment in found:
             started = time.perf_counter()
             try:
                 identity = await environment.client.whoami()
                 version = await environment.client.version()
             except TransportError as error:
                 failures += 1
-                _say(f"{environment.name}: FAILED: {environment.url} is unreachable. {error}")
+                _say(f"{environment.name}: FAILED: {environment.url} is unreachable. {_explained(error)}")
             except DataverseError as error:
                 failures += 1
-                _say(f"{environment.name}: FAILED: {error}")
+                _say(f"{environment.name}: FAILED: {_explained(error)}")
             else:
                 latency = (time.perf_counter() - started) * 1000
                 _say(

@@ -12,6 +12,12 @@ import pytest
 from sandbox import Sandbox
 
 
+@pytest.fixture(autouse=True)
+def private_data_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes to the user's data directory (the zero-setup sandbox keeps its data there)."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data-home")))
+
+
 @pytest.fixture(scope="session")
 def sandbox_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Seeded data and a signing key, made once per run and copied for each test (seeding costs time)."""
