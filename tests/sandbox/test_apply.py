@@ -16,7 +16,7 @@ import pytest
 from sandbox import Sandbox
 from sandbox._errors import unknown_property
 
-from .support import api, auth, error_of
+from .support import api, ask, auth, error_of, rows_of
 
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 ALICE = "b0000000-0000-4000-8000-000000000002"
@@ -26,17 +26,13 @@ UNKNOWN = unknown_property("account", "nosuch").code  # the code of the service'
 async def apply(
     sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, text: str, user: str = "admin", **headers: str
 ) -> httpx2.Response:
-    url = api(sandbox) + f"/{entity_set}?$apply=" + quote(text, safe="")
-    return await http.get(url, headers=auth(sandbox, user, **headers))
+    return await ask(sandbox, http, entity_set, "$apply", text, user, **headers)
 
 
 async def groups(
     sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, text: str, user: str = "admin"
 ) -> list[dict[str, Any]]:
-    response = await apply(sandbox, http, entity_set, text, user)
-    assert response.status_code == 200, response.text
-    value: list[dict[str, Any]] = response.json()["value"]
-    return value
+    return await rows_of(sandbox, http, entity_set, "$apply", text, user)
 
 
 async def rows(

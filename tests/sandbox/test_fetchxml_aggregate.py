@@ -9,33 +9,28 @@ import math
 from collections import Counter
 from datetime import date
 from typing import Any
-from urllib.parse import quote
 
 import httpx2
 import pytest
 
 from sandbox import Sandbox
 
-from .support import api, auth, error_of
+from .support import api, ask, auth, error_of, rows_of
 
 FORMATTED = "@OData.Community.Display.V1.FormattedValue"
 ALICE = "b0000000-0000-4000-8000-000000000002"
 
 
 async def fetch(
-    sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, xml: str, user: str = "admin", **headers: str
+    sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, text: str, user: str = "admin", **headers: str
 ) -> httpx2.Response:
-    url = api(sandbox) + f"/{entity_set}?fetchXml=" + quote(xml, safe="")
-    return await http.get(url, headers=auth(sandbox, user, **headers))
+    return await ask(sandbox, http, entity_set, "fetchXml", text, user, **headers)
 
 
 async def values(
-    sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, xml: str, user: str = "admin"
+    sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, text: str, user: str = "admin"
 ) -> list[dict[str, Any]]:
-    response = await fetch(sandbox, http, entity_set, xml, user)
-    assert response.status_code == 200, response.text
-    rows: list[dict[str, Any]] = response.json()["value"]
-    return rows
+    return await rows_of(sandbox, http, entity_set, "fetchXml", text, user)
 
 
 def aggregate(entity: str, body: str, **attributes: str) -> str:
