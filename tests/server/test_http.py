@@ -398,3 +398,18 @@ async def test_a_cursor_replayed_by_another_user_is_refused(sandbox: Sandbox) ->
             resumed = structured(await client.call_tool("query_records", {"cursor": first["cursor"]}))
     assert "cursor is not valid" in replayed
     assert len(resumed["rows"]) == 2
+
+
+async def test_a_table_list_naming_no_table_refuses_that_environments_tools_over_http(
+    sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Over HTTP nothing reaches Dataverse before a user does: the entry is found wrong on first use."""
+    alice = await sign_in(sandbox, "alice")
+    caplog.set_level(logging.ERROR)
+    async with running(http_settings(sandbox, denied_tables="contcat")) as url, connect(url, alice) as client:
+        refused = error_text(await client.call_tool("query_records", {"table": "account"}))
+        listed = error_text(await client.call_tool("list_tables", {}))
+    assert "tools of environment contoso are refused" in refused and "refused" in listed
+    assert "contcat" not in refused  # the configuration is the operator's, not the model's
+    logged = [record.getMessage() for record in caplog.records if "table policy" in record.getMessage()]
+    assert len(logged) == 1 and "'contcat'" in logged[0] and "'contact'" in logged[0]
