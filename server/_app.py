@@ -289,6 +289,7 @@ def build_server(
         allowed_tables=settings.allowed_tables,
         denied_tables=settings.denied_tables,
         tool_scopes=settings.tool_scopes,
+        toolsets=settings.toolsets,
     )
     per_user = is_per_user(settings, transport)
     auth, verifier = protected_resource(settings, resource_url or "") if per_user else (None, None)

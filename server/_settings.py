@@ -148,6 +148,7 @@ class ServerSettings(BaseSettings):
     )
     required_scopes: Annotated[tuple[str, ...], NoDecode] = Field((), validation_alias="DYNAMICS_MCP_REQUIRED_SCOPES")
     tool_scopes: dict[str, frozenset[str]] = Field(default_factory=dict, validation_alias="DYNAMICS_MCP_TOOL_SCOPES")
+    toolsets: Annotated[frozenset[str], NoDecode] = Field(frozenset(), validation_alias="DYNAMICS_MCP_TOOLSETS")
     # Authenticates paging cursors; replicas behind one load balancer share it.
     cursor_key: SecretStr | None = Field(None, validation_alias="DYNAMICS_MCP_CURSOR_KEY")
 
@@ -186,6 +187,16 @@ class ServerSettings(BaseSettings):
         if key is not None and len(key.get_secret_value()) < CURSOR_KEY_LENGTH:
             raise ValueError(f"the key needs at least {CURSOR_KEY_LENGTH} characters")
         return key
+
+    @field_validator("toolsets")
+    @classmethod
+    def known_toolsets(cls, toolsets: frozenset[str]) -> frozenset[str]:
+        from tools import TOOLSETS
+
+        unknown = sorted(toolsets - set(TOOLSETS))
+        if unknown:
+            raise ValueError(f"no toolset named {', '.join(unknown)}; the toolsets are {', '.join(TOOLSETS)}")
+        return toolsets
 
     @field_validator("tool_scopes")
     @classmethod
@@ -227,7 +238,13 @@ class ServerSettings(BaseSettings):
         return "device-code"
 
     _split_sets = field_validator(
-        "allowed_tables", "denied_tables", "allowed_hosts", "allowed_origins", "allowed_tenants", mode="before"
+        "allowed_tables",
+        "denied_tables",
+        "toolsets",
+        "allowed_hosts",
+        "allowed_origins",
+        "allowed_tenants",
+        mode="before",
     )(_split)
     _split_exact = field_validator("audience", "required_scopes", mode="before")(_split_exact)
 
@@ -331,6 +348,7 @@ _EXAMPLES = {
     "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",
     "public_url": "DYNAMICS_MCP_PUBLIC_URL=https://mcp.contoso.com",
     "tool_scopes": 'DYNAMICS_MCP_TOOL_SCOPES={"delete_record": ["Records.Delete"]}',
+    "toolsets": "DYNAMICS_MCP_TOOLSETS=records,bulk",
     "ca_bundle": "SSL_CERT_FILE=/path/to/ca-bundle.pem",
     "proxy": 'proxy = "http://proxy.contoso.com:8080" in the TOML file',
     "cursor_key": (

@@ -3,9 +3,10 @@
 from ._cursor import Cursors
 from ._policy import WRITE_TOOLS, Policy, PolicyError, TableAccess
 from ._state import AppState, Environment, Environments, choose_environment
-from ._toolset import TOOL_NAMES, build_tools
+from ._toolset import TOOL_NAMES, TOOLSETS, build_tools
 
 __all__ = [
+    "TOOLSETS",
     "TOOL_NAMES",
     "WRITE_TOOLS",
     "AppState",

@@ -53,6 +53,7 @@ class Policy:
     allowed_tables: frozenset[str] = field(default_factory=frozenset)  # as configured; empty: every table
     denied_tables: frozenset[str] = field(default_factory=frozenset)
     tool_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tool -> scopes it needs
+    toolsets: frozenset[str] = field(default_factory=frozenset)  # the groups of tools offered; empty: all
 
     @property
     def lists_tables(self) -> bool:

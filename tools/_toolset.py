@@ -1,4 +1,4 @@
-"""The tool set: the nine tools' names, and the tools a policy allows, with compact schemas."""
+"""The tools by toolset: their names, and the tools a policy offers, with compact schemas."""
 
 from __future__ import annotations
 
@@ -15,19 +15,9 @@ from ._read import READ, describe_table, get_record, list_environments, list_tab
 from ._schema import compact_tool
 from ._write import WRITE_TOOL_FUNCTIONS
 
-TOOL_NAMES: Final = (
-    "list_environments",
-    "list_tables",
-    "describe_table",
-    "query_records",
-    "get_record",
-    "create_record",
-    "update_record",
-    "upsert_record",
-    "delete_record",
-)
+ToolFunction = tuple[Callable[..., Any], ToolAnnotations]
 
-READ_TOOL_FUNCTIONS: Final[tuple[tuple[Callable[..., Any], ToolAnnotations], ...]] = (
+READ_TOOL_FUNCTIONS: Final[tuple[ToolFunction, ...]] = (
     (list_environments, READ),
     (list_tables, READ),
     (describe_table, READ),
@@ -35,10 +25,23 @@ READ_TOOL_FUNCTIONS: Final[tuple[tuple[Callable[..., Any], ToolAnnotations], ...
     (get_record, READ),
 )
 
+# DYNAMICS_MCP_TOOLSETS: the groups of tools a server offers, each as (reads, writes). Every conversation pays for
+# the tools listed before any work, so a deployment offers the groups it needs.
+TOOLSETS: Final[dict[str, tuple[tuple[ToolFunction, ...], tuple[ToolFunction, ...]]]] = {
+    "records": (READ_TOOL_FUNCTIONS, WRITE_TOOL_FUNCTIONS),
+}
+
+TOOL_NAMES: Final = tuple(function.__name__ for reads, writes in TOOLSETS.values() for function, _ in (*reads, *writes))
+
 
 def build_tools(policy: Policy) -> list[Tool]:
-    """The tools the policy allows, with compact schemas; in read-only mode the write tools do not exist."""
-    functions = READ_TOOL_FUNCTIONS if policy.read_only else READ_TOOL_FUNCTIONS + WRITE_TOOL_FUNCTIONS
+    """The tools of the toolsets the policy offers, with compact schemas; in read-only mode no write tool exists."""
+    functions = [
+        tool
+        for name, (reads, writes) in TOOLSETS.items()
+        if not policy.toolsets or name in policy.toolsets
+        for tool in (reads if policy.read_only else (*reads, *writes))
+    ]
     return [
         compact_tool(CheckedTool.from_function(function, annotations=annotations))
         for function, annotations in functions

@@ -11,8 +11,9 @@ from mcp import Client, types
 from mcp.client.context import ClientRequestContext
 
 from sandbox import Sandbox
+from server import ConfigurationError
 
-from .support import error_text, server_for, structured
+from .support import error_text, server_for, settings_for, structured
 
 MODES = ["2026-07-28", "legacy"]
 
@@ -308,5 +309,14 @@ async def test_the_session_against_the_zero_setup_default(monkeypatch: pytest.Mo
 async def test_the_tool_list_stays_small(sandbox: Sandbox) -> None:
     """Every conversation pays for tools/list before any work: names, descriptions, both schemas."""
     async with Client(server_for(sandbox)) as client:
-        listed = await client.list_tools()
-    assert len(listed.model_dump_json(by_alias=True, exclude_none=True)) <= 8 * 1024
+        everything = await client.list_tools()
+    async with Client(server_for(sandbox, toolsets="records")) as client:
+        records = await client.list_tools()
+    assert len(everything.model_dump_json(by_alias=True, exclude_none=True)) <= 12 * 1024
+    assert len(records.model_dump_json(by_alias=True, exclude_none=True)) <= 8 * 1024
+    assert len(records.tools) == 9
+
+
+def test_an_unknown_toolset_is_a_configuration_error(sandbox: Sandbox) -> None:
+    with pytest.raises(ConfigurationError, match="no toolset named recrods; the toolsets are records"):
+        settings_for(sandbox, toolsets="recrods")
