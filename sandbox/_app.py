@@ -271,7 +271,7 @@ class Sandbox:
             self.environments[name] = environment
             port = sock.getsockname()[1]
             sites[port] = name
-            web_apis[port] = WebApi(environment, self.signing_key, self.authority)
+            web_apis[port] = WebApi(environment, self.signing_key, self.authority, self.faults)
         self.identity.audiences = [*urls[1:], self.discovery_url]
         discovery = Discovery(self, self.signing_key)
         application = self._application(sites, web_apis, discovery)

@@ -2,12 +2,12 @@
 
 "Filter rows using OData" lets a filter reach related rows: through single-valued navigation properties
 (`primarycontactid/createdby/fullname eq 'x'`, any depth) and, with the lambda operators `any` and `all`, through
-collection-valued ones (`contact_customer_accounts/any(c: c/fullname eq 'x')`, `any()`, nested lambdas). Both
-become `Related` conditions: `EXISTS` over the related table, limited to the rows the caller may read, exactly
-as `$expand` shows only readable related rows, so no filter can tell a caller about a row they cannot retrieve.
-A path through a missing or unreadable row reads as null. The service refuses a collection reached through a
-lookup (`primarycontactid/contact_customer_accounts/any(...)`), and so does the sandbox. Query functions become
-comparisons (`_functions.py`); their `PropertyName` is a column's logical name.
+collection-valued ones (`contact_customer_accounts/any(c: c/fullname eq 'x')`, `any()`, nested lambdas; an N:N
+collection through its intersect table). Both become `Related` conditions: `EXISTS` over the related table, limited
+to the rows the caller may read, exactly as `$expand` shows only readable related rows, so no filter can tell a
+caller about a row they cannot retrieve. A path through a missing or unreadable row reads as null. The service
+refuses a collection reached through a lookup (`primarycontactid/contact_customer_accounts/any(...)`), and so does
+the sandbox. Query functions become comparisons (`_functions.py`); their `PropertyName` is a column's logical name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from ._catalog import Catalog, Column, Table
 from ._directory import BUSINESS_UNIT_ID
@@ -37,6 +38,9 @@ from ._expression import (
 from ._functions import Moment, expand_function, require_known
 from ._security import Caller
 from ._store import is_polymorphic, target_column
+
+if TYPE_CHECKING:
+    from ._associate import ManyToMany
 
 # A lambda variable (None: the row being filtered) -> its table and SQL alias (None: the query's own row).
 Scope = dict[str | None, tuple[Table, str | None]]
@@ -146,6 +150,11 @@ class FilterBinder:
             )
         children = collection_navigation(self.catalog, table, navigation.name)
         if children is None:
+            from ._associate import many_to_many  # deferred: linking rows builds on this module
+
+            association = many_to_many(self.catalog, table, navigation.name)
+            if association is not None:
+                return self._linked(expression, scope, association, Property(table.primary_id, alias))
             if navigation.name in table.navigation:
                 raise bad_request(
                     f"'{navigation.name}' is a single-valued navigation property; any and all apply to "
@@ -165,6 +174,19 @@ class FilterBinder:
             # All related rows meet the predicate: none fails it. An empty collection meets any `all`.
             return Not(replace(related, condition=Not(predicate) if predicate is not None else None))
         return replace(related, condition=predicate)
+
+    def _linked(self, expression: Lambda, scope: Scope, association: ManyToMany, outer: Property) -> Expression:
+        """`any`/`all` over an N:N collection: the other table's rows, reached through the intersect table."""
+        link = self._alias()
+        other = association.other
+        related = self._related(other, other.primary_id, Property(association.other_column, link), None)
+        predicate = None
+        if expression.predicate is not None:
+            predicate = self._bind(expression.predicate, {**scope, expression.variable: (other, related.alias)})
+        if expression.operator == "all":
+            inner = replace(related, condition=Not(predicate) if predicate is not None else None)
+            return Not(association.reaching(outer, link, inner))
+        return association.reaching(outer, link, replace(related, condition=predicate))
 
     def _function(self, function: QueryFunction, scope: Scope) -> Expression:
         require_known(function.name)

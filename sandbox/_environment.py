@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ._associate import forget_links
 from ._catalog import Catalog, Table
 from ._directory import BUSINESS_UNIT_ID, USD_CURRENCY_ID, EnvironmentSpec
 from ._errors import (
@@ -185,8 +186,10 @@ class Environment:
 
     def delete(self, table: Table, existing: StoredRow, caller: Caller) -> None:
         caller.require_access(table, existing, "Delete")
+        row_id = str(existing[table.primary_id])
         with self.store.transaction():
-            self.store.delete(table, str(existing[table.primary_id]))
+            self.store.delete(table, row_id)
+            forget_links(self.store, table, row_id, caller)
 
     @staticmethod
     def _require_assign(table: Table, owner: StoredValue, caller: Caller) -> None:

@@ -2,9 +2,10 @@
 
 A single-valued navigation property expands to the related row, or null when there is none, the caller may not
 read it or it fails the nested `$filter`; only `$select` and `$filter` may be nested in it. A collection-valued one
-expands to the related rows the caller may read (nested `$select`, `$filter`, `$orderby`, `$top`, up to 5,000
-rows, unpaged) followed by `<name>@odata.nextLink`: the filtered collection's URL with the nested options and no
-paging information. A query takes up to 15 `$expand` options; a nested `$expand` is refused.
+(1:N, or N:N through its intersect table) expands to the related rows the caller may read (nested `$select`,
+`$filter`, `$orderby`, `$top`, up to 5,000 rows, unpaged) followed by `<name>@odata.nextLink`: the filtered
+collection's URL with the nested options and no paging information. A query takes up to 15 `$expand` options; a
+nested `$expand` is refused.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote
 
-from ._binding import FilterBinder, collection_navigation
+from ._associate import RelatedRows, related_rows
+from ._binding import FilterBinder
 from ._catalog import Column, JsonObject, Table
 from ._environment import Environment
 from ._errors import bad_request, not_implemented, unknown_property
@@ -71,14 +73,14 @@ class Expander:
         self.environment, self.table, self.options, self.caller = environment, table, options, caller
         self.annotations, self.names = annotations, names
         # Checked and bound once per query, so an error does not depend on which rows there are.
-        self.targets: dict[str, tuple[Table, Column | None, Expression | None, list[Column] | None]] = {}
+        self.targets: dict[str, tuple[Table, RelatedRows | None, Expression | None, list[Column] | None]] = {}
         for option in options:
             self.targets[option.name] = self._target(option, binder)
 
     def _target(
         self, option: ExpandOption, binder: FilterBinder
-    ) -> tuple[Table, Column | None, Expression | None, list[Column] | None]:
-        """(related table, the child's lookup for a collection or None, bound nested filter, selected columns)."""
+    ) -> tuple[Table, RelatedRows | None, Expression | None, list[Column] | None]:
+        """(related table, what links a collection's rows (1:N or N:N) or None, bound nested filter, columns)."""
         navigation = self.table.navigation.get(option.name)
         if navigation is not None:
             if option.top is not None or option.orderby:
@@ -91,23 +93,23 @@ class Expander:
                 raise not_implemented(
                     f"The table '{navigation.target}' behind '{option.name}' is not part of the sandbox."
                 )
-            lookup = None
+            related = None
         else:
-            children = collection_navigation(self.environment.catalog, self.table, option.name)
-            if children is None:
+            related = related_rows(self.environment.catalog, self.table, option.name)
+            if related is None:
                 raise unknown_property(self.table.logical_name, option.name)
-            target, lookup = children
+            target = related.table
         bound = binder.bind(option.filter, target) if option.filter is not None else None
-        return target, lookup, bound, with_currency(target, selected_columns(target, option.select))
+        return target, related, bound, with_currency(target, selected_columns(target, option.select))
 
     def render(self, row: StoredRow, columns: list[Column] | None) -> JsonObject:
         rendered = render_row(self.table, row, with_currency(self.table, columns), self.annotations, self.names)
         for option in self.options:
-            target, lookup, bound, selected = self.targets[option.name]
-            if lookup is None:
+            target, related, bound, selected = self.targets[option.name]
+            if related is None:
                 rendered[option.name] = self._single(row, option, target, bound, selected)
                 continue
-            rendered[option.name] = self._collection(row, option, target, lookup, bound, selected)
+            rendered[option.name] = self._collection(row, option, target, related, bound, selected)
             rendered[f"{option.name}@odata.nextLink"] = self._collection_link(row, option)
         return rendered
 
@@ -139,11 +141,11 @@ class Expander:
         row: StoredRow,
         option: ExpandOption,
         target: Table,
-        lookup: Column,
+        related: RelatedRows,
         bound: Expression | None,
         columns: list[Column] | None,
     ) -> list[JsonObject]:
-        parent = Comparison("eq", Property(lookup.property_name), str(row[self.table.primary_id]))
+        parent = related.of(str(row[self.table.primary_id]))
         query = RowQuery(
             target,
             filter=conjunction([parent, bound]),

@@ -9,6 +9,8 @@ generator, so a test run is repeatable). Kinds:
     drop        close the connection without a complete response, before running the request
     drop_after  run the request, then close the connection without a complete response
 Tests set faults through `Sandbox.faults` or `POST /_sandbox/faults` with the same fields as JSON.
+A fault matches the `$batch` request itself first; inside a batch, each request is matched again by its own
+method and path, for the kinds `status` and `after` (see `_batch.py`).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import json
 import random
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -70,9 +73,10 @@ class FaultInjector:
     def clear(self) -> None:
         self.faults.clear()
 
-    def pick(self, method: str, path: str) -> Fault | None:
+    def pick(self, method: str, path: str, kinds: Collection[FaultKind] | None = None) -> Fault | None:
+        """The fault that applies to this request, if any; only one of `kinds` when given."""
         for fault in self.faults:
-            if not fault.matches(method, path):
+            if not fault.matches(method, path) or (kinds is not None and fault.kind not in kinds):
                 continue
             if fault.fraction is not None:
                 if self._random.random() >= fault.fraction:

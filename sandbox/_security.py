@@ -5,7 +5,8 @@ Three roles model Dataverse's record-level security closely enough for the produ
     Salesperson           reads and writes the rows they own (user-level privileges), creates rows
     Sales Reader          reads every row, writes nothing
 Organization- and business-owned tables (products, users, currencies) are readable by all, writable by the
-administrator only. Failures carry Dataverse's privilege and access-check errors.
+administrator only. Linking rows takes Append on a row and Append To on the row it is linked to (both rows are
+appended in an N:N link), at the same depth as writing. Failures carry Dataverse's privilege and access-check errors.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ._directory import Role, User
 from ._errors import ACCESS_DENIED, PRIVILEGE_DENIED, WebApiError
 from ._store import StoredRow, quote
 
-Access = Literal["Read", "Create", "Write", "Delete"]
+Access = Literal["Read", "Create", "Write", "Delete", "Append", "AppendTo"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Caller:
             return
         if self.role == "Salesperson" and table.is_user_owned:
             return
-        privilege = {"Create": "prvCreate", "Write": "prvWrite", "Delete": "prvDelete"}[access]
+        privilege = f"prv{access}"
         raise WebApiError(
             403,
             PRIVILEGE_DENIED,

@@ -53,6 +53,7 @@ class Store:
         self.connection.row_factory = sqlite3.Row
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute("PRAGMA synchronous=NORMAL")
+        self._savepoints = 0
         self._create_schema()
 
     def close(self) -> None:
@@ -95,6 +96,19 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
+        """All or nothing; one opened inside another is a savepoint, undone with it (a `$batch` change set)."""
+        if self.connection.in_transaction:
+            self._savepoints += 1
+            name = f"write_{self._savepoints}"
+            self.connection.execute(f"SAVEPOINT {name}")
+            try:
+                yield
+            except BaseException:
+                self.connection.execute(f"ROLLBACK TO {name}")
+                self.connection.execute(f"RELEASE {name}")
+                raise
+            self.connection.execute(f"RELEASE {name}")
+            return
         self.connection.execute("BEGIN IMMEDIATE")
         try:
             yield

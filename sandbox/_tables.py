@@ -787,6 +787,32 @@ _KNOWN_RELATIONSHIPS: Final = {
     ("incident", "customerid", "contact"): "incident_customer_contacts",
     ("lead", "parentaccountid"): "account_originating_leads",
 }
+# Many-to-many relationships: (schema name, intersect table, its entity set, its primary key, its object type code,
+# (first table, its column in the intersect table), (second table, its column)). `accountleads_association` is the
+# service's own (entity reference: account, accountleads); the custom one is named as a maker names one, with the
+# publisher's prefix. Both navigation properties of an N:N relationship carry its name ("Web API types and
+# operations", collection-valued navigation properties: "the name of the navigation property and the name of the
+# partner will be the same").
+_MANY_TO_MANY: Final = (
+    (
+        "accountleads_association",
+        "accountleads",
+        "accountleadscollection",
+        "accountleadid",
+        16,
+        ("account", "accountid"),
+        ("lead", "leadid"),
+    ),
+    (
+        "cr8a1_project_stakeholders",
+        "cr8a1_project_stakeholders",
+        "cr8a1_project_stakeholdersset",
+        "cr8a1_project_stakeholdersid",
+        10232,
+        ("cr8a1_project", "cr8a1_projectid"),
+        ("contact", "contactid"),
+    ),
+)
 
 
 def _finish_declared(entity_metadata: JsonObject) -> None:
@@ -850,6 +876,82 @@ def _add_relationships(entities: list[JsonObject]) -> None:
                     referenced["OneToManyRelationships"].append(relationship)
 
 
+def _intersect_table(
+    logical_name: str, entity_set: str, primary_id: str, object_type_code: int, sides: Sequence[tuple[str, str]]
+) -> JsonObject:
+    """The table behind an N:N relationship, as the service lists one: `IsIntersect`, owned by no one, its two
+    id columns read-only (entity reference: accountleads); a custom one has no primary name column."""
+    custom = logical_name.startswith("cr8a1_")
+    attributes = [
+        column(logical_name, primary_id, "Uniqueidentifier", "", required="SystemRequired", IsValidForUpdate=False),
+        *(
+            column(
+                logical_name,
+                name,
+                "Uniqueidentifier",
+                "",
+                required="SystemRequired",
+                IsValidForCreate=False,
+                IsValidForUpdate=False,
+            )
+            for _, name in sides
+        ),
+        column(logical_name, "versionnumber", "BigInt", "Version Number", MinValue=-9223372036854775808),
+    ]
+    if not custom:
+        attributes.append(string(logical_name, "name", "name", 100, required="ApplicationRequired"))
+    schema_name = logical_name if custom else "AccountLeads"
+    return {
+        "LogicalName": logical_name,
+        "SchemaName": schema_name,
+        "EntitySetName": entity_set,
+        "LogicalCollectionName": None,
+        "CollectionSchemaName": None,
+        "DisplayName": label(schema_name, logical_name),
+        "DisplayCollectionName": label(schema_name, logical_name, "plural"),
+        "Description": label("", logical_name, "description"),
+        "ObjectTypeCode": object_type_code,
+        "OwnershipType": "None",
+        "PrimaryIdAttribute": primary_id,
+        "PrimaryNameAttribute": None if custom else "name",
+        "IsCustomEntity": custom,
+        "IsIntersect": True,
+        "MetadataId": metadata_id(logical_name),
+        "Attributes": attributes,
+        "Keys": [],
+    }
+
+
+def _intersect_tables() -> list[JsonObject]:
+    return [
+        _intersect_table(intersect, entity_set, primary_id, code, sides)
+        for _, intersect, entity_set, primary_id, code, *sides in _MANY_TO_MANY
+    ]
+
+
+def _add_many_to_many(entities: list[JsonObject]) -> None:
+    """Each N:N relationship, listed by both of its tables (ManyToManyRelationshipMetadata)."""
+    by_name = {entity_metadata["LogicalName"]: entity_metadata for entity_metadata in entities}
+    for schema_name, intersect, _, _, _, (first, first_column), (second, second_column) in _MANY_TO_MANY:
+        relationship = {
+            "@odata.type": "#Microsoft.Dynamics.CRM.ManyToManyRelationshipMetadata",
+            "SchemaName": schema_name,
+            "RelationshipType": "ManyToManyRelationship",
+            "IntersectEntityName": intersect,
+            "Entity1LogicalName": first,
+            "Entity1IntersectAttribute": first_column,
+            "Entity1NavigationPropertyName": schema_name,
+            "Entity2LogicalName": second,
+            "Entity2IntersectAttribute": second_column,
+            "Entity2NavigationPropertyName": schema_name,
+            "IsCustomRelationship": schema_name.startswith("cr8a1_"),
+            "IsValidForAdvancedFind": True,
+            "MetadataId": metadata_id("relationship", schema_name),
+        }
+        for table in (first, second):
+            by_name[table]["ManyToManyRelationships"].append(relationship)
+
+
 @cache
 def entity_definitions() -> tuple[JsonObject, ...]:
     """Every table's EntityDefinitions entry, with Attributes, Keys and relationships."""
@@ -868,11 +970,12 @@ def entity_definitions() -> tuple[JsonObject, ...]:
     opportunity = _reference_table(
         "opportunity.json", primary_name="name", display="Opportunity", plural="Opportunities"
     )
-    declared = [*_declared_tables(), _private_table()]
+    declared = [*_declared_tables(), _private_table(), *_intersect_tables()]
     for entity_metadata in declared:
         _finish_declared(entity_metadata)
     entities = [account, opportunity, *declared]
     _add_relationships(entities)
+    _add_many_to_many(entities)
     return tuple(entities)
 
 

@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._binding import FilterBinder, collection_navigation
+from ._associate import answer_ref, refuse_direct_writes, related_rows
+from ._binding import FilterBinder
 from ._catalog import Column, JsonObject, Table
 from ._directory import BUSINESS_UNIT_ID, find_user
 from ._environment import Environment, RowKey
@@ -32,7 +33,8 @@ from ._errors import (
     unknown_property,
 )
 from ._expand import Expander, selected_columns, with_currency
-from ._expression import Comparison, Expression, Property, conjunction
+from ._expression import Expression, conjunction
+from ._faults import FaultInjector
 from ._metadata import answer_metadata
 from ._odata import (
     ExpandOption,
@@ -57,6 +59,7 @@ API_VERSIONS: Final = ("v9.0", "v9.1", "v9.2")
 MAX_PAGE_SIZE: Final = 5000
 DATAVERSE_VERSION: Final = "9.2.24111.00185"
 COUNT_LIMIT: Final = 5000
+BOUND_ACTION_PREFIX: Final = "Microsoft.Dynamics.CRM."  # an action bound to an entity set, e.g. CreateMultiple
 TOTAL_COUNT: Final = "Microsoft.Dynamics.CRM.totalrecordcount"
 TOTAL_COUNT_EXCEEDED: Final = "Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded"
 JSON_TYPE: Final = (
@@ -74,6 +77,14 @@ _QUERY_OPTIONS: Final = {
     "$apply",
     "fetchXml",
 }
+
+
+def resource_segments(request: Request) -> list[str]:
+    """The path's segments after `/api/data/v9.x/`, percent-decoded one by one; a 404 WebApiError otherwise."""
+    segments = [unquote(part) for part in request.scope["raw_path"].decode("latin-1").split("/")[1:]]
+    if len(segments) < 3 or segments[:2] != ["api", "data"] or segments[2] not in API_VERSIONS:
+        raise WebApiError(404, RESOURCE_NOT_FOUND, "Resource not found for the segment in the request URL.")
+    return [segment for segment in segments[3:] if segment]
 
 
 def json_response(status: int, body: JsonObject | None, headers: Mapping[str, str] | None = None) -> Response:
@@ -104,18 +115,19 @@ def bearer_claims(request: Request, signing_key: SigningKey, audience: str) -> d
 class WebApi:
     """Answers Web API requests for one environment."""
 
-    def __init__(self, environment: Environment, signing_key: SigningKey, authority: str) -> None:
+    def __init__(
+        self, environment: Environment, signing_key: SigningKey, authority: str, faults: FaultInjector | None = None
+    ) -> None:
         self.environment = environment
         self.signing_key = signing_key
         self.authority = authority
+        self.faults = faults or FaultInjector()  # consulted again for each request inside a $batch
 
     async def __call__(self, request: Request) -> Response:
         try:
-            segments = [unquote(part) for part in request.scope["raw_path"].decode("latin-1").split("/")[1:]]
-            if len(segments) < 3 or segments[:2] != ["api", "data"] or segments[2] not in API_VERSIONS:
-                raise WebApiError(404, RESOURCE_NOT_FOUND, "Resource not found for the segment in the request URL.")
+            segments = resource_segments(request)
             caller = self.authenticate(request)
-            response = await self.dispatch(request, caller, [segment for segment in segments[3:] if segment])
+            response = await self.dispatch(request, caller, segments)
         except WebApiError as error:
             headers = {}
             if error.status == 401:
@@ -152,6 +164,10 @@ class WebApi:
                 raise WebApiError(405, "0x80060888", "The service document is read with GET.")
             return self.service_document()
         first = segments[0]
+        if first == "$batch":
+            from ._batch import answer_batch  # deferred: multipart parsing is needed only by $batch
+
+            return await answer_batch(self, request, caller, segments)
         if first in ("RetrieveVersion", "RetrieveVersion()"):
             context = f"{environment.api_url}/$metadata#Microsoft.Dynamics.CRM.RetrieveVersionResponse"
             return json_response(200, {"@odata.context": context, "Version": DATAVERSE_VERSION})
@@ -178,11 +194,17 @@ class WebApi:
         if not match:
             raise resource_not_found(first)
         table = environment.table_for_entity_set(match.group(1))
+        if len(segments) == 1:
+            refuse_direct_writes(table, method)
         key_text = match.group(2)
         preferences = Preferences.parse(request.headers.get("prefer", ""))
         if key_text is None:
             if segments[1:] == ["$count"] and method == "GET":
                 return self.count(request, table, caller)
+            if len(segments) == 2 and segments[1].startswith(BOUND_ACTION_PREFIX):
+                from ._multiple import answer_bound_action  # deferred: needed only by CreateMultiple and the like
+
+                return await answer_bound_action(self, request, table, caller, segments[1])
             if len(segments) > 1:
                 raise resource_not_found(segments[1])
             if method == "GET":
@@ -365,25 +387,25 @@ class WebApi:
         environment = self.environment
         row = environment.require(table, key)
         name = rest[0]
-        if len(rest) == 2 and rest[1] == "$ref" and request.method == "DELETE":
-            if name not in table.navigation:
-                raise unknown_property(table.logical_name, name)
-            environment.update(table, row, {f"{name}@odata.bind": None}, caller)
+        if rest[-1] == "$ref":  # linking rows ("Associate and disassociate tables using the Web API")
+            body = await self.body(request) if request.method in ("POST", "PUT") else None
+            answer_ref(environment, request.method, table, row, rest[:-1], body, request.url.query, caller)
             return Response(status_code=204)
-        children = collection_navigation(environment.catalog, table, name)
-        if children is not None and request.method == "GET" and rest[1:] in ([], ["$count"]):
+        related = related_rows(environment.catalog, table, name)
+        if related is not None and request.method == "GET" and rest[1:] in ([], ["$count"]):
             # A filtered collection ("Use OData to query data"): the related rows, queried as an entity set.
             caller.require_access(table, row, "Read")
-            child, lookup = children
-            within = Comparison("eq", Property(lookup.property_name), str(row[table.primary_id]))
+            within = related.of(str(row[table.primary_id]))
             if rest[1:] == ["$count"]:
-                return self.count(request, child, caller, within)
-            return self.query(request, child, caller, Preferences.parse(request.headers.get("prefer", "")), within)
+                return self.count(request, related.table, caller, within)
+            return self.query(
+                request, related.table, caller, Preferences.parse(request.headers.get("prefer", "")), within
+            )
         if len(rest) > 1 or request.method != "GET":
             raise WebApiError(
                 405,
                 "0x80060888",
-                "Only GET of a single property, or DELETE of a navigation $ref, is supported.",
+                "Only GET of a single property or of a collection, or a navigation property's $ref, is supported.",
             )
         caller.require_access(table, row, "Read")
         column = table.column_by_property(name)

@@ -75,7 +75,7 @@ def test_a_table_is_found_by_metadata_id_as_by_name() -> None:
 @pytest.mark.parametrize(
     ("filter_text", "tables"),
     [
-        ("IsCustomEntity eq true", {"cr8a1_project"}),
+        ("IsCustomEntity eq true", {"cr8a1_project", "cr8a1_project_stakeholders"}),
         ("LogicalName eq 'account'", {"account"}),
         (
             "OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'OrganizationOwned'",
@@ -84,7 +84,14 @@ def test_a_table_is_found_by_metadata_id_as_by_name() -> None:
         ("LogicalName eq 'account' or LogicalName eq 'contact'", {"account", "contact"}),
         (
             "not (OwnershipType eq Microsoft.Dynamics.CRM.OwnershipTypes'UserOwned') and LogicalName ne 'product'",
-            {"systemuser", "businessunit", "transactioncurrency", "entitydatasource"},
+            {
+                "systemuser",
+                "businessunit",
+                "transactioncurrency",
+                "entitydatasource",
+                "accountleads",
+                "cr8a1_project_stakeholders",
+            },
         ),
         ("(ObjectTypeCode lt 3 or ObjectTypeCode gt 10000) and IsCustomEntity eq false", {"account", "contact"}),
         ("MetadataId eq 70816501-EDB9-4740-a16c-6a5efbc05d84", {"account"}),
@@ -161,7 +168,10 @@ def test_account_and_contact_relate_through_their_lookups() -> None:
     assert "parentcustomerid_account" in {r["ReferencingEntityNavigationPropertyName"] for r in contact}
     incoming = ask(f"{ACCOUNT}/OneToManyRelationships", filter="ReferencingEntity eq 'contact'")["value"]
     assert {r["SchemaName"] for r in incoming} == {"contact_customer_accounts"}
-    assert ask(f"{ACCOUNT}/ManyToManyRelationships")["value"] == []
+    many_to_many = ask(f"{ACCOUNT}/ManyToManyRelationships")["value"]
+    assert [(r["SchemaName"], r["IntersectEntityName"]) for r in many_to_many] == [
+        ("accountleads_association", "accountleads")
+    ]
 
 
 @pytest.mark.parametrize(
