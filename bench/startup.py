@@ -98,18 +98,21 @@ def main() -> None:
                 {"DATAVERSE_URL": sandbox.url(), "DATAVERSE_ACCESS_TOKEN": sandbox.token()}
             )
             minimal = minimal_server_parameters(write_minimal_server(work))
+            from tools import TOOL_NAMES  # every toolset is offered by default
+
+            tools = len(TOOL_NAMES)
             contenders = [
                 Contender("minimal MCPServer, one tool", lambda: minimal, 1),
-                Contender("dynamics-mcp serve (DATAVERSE_URL)", lambda: configured, 9),
+                Contender("dynamics-mcp serve (DATAVERSE_URL)", lambda: configured, tools),
                 Contender(
                     "dynamics-mcp serve (zero-setup, first run: seeds)",
                     lambda: dynamics_mcp_parameters({"XDG_DATA_HOME": str(next(fresh))}),
-                    9,
+                    tools,
                 ),
                 Contender(
                     "dynamics-mcp serve (zero-setup, data kept)",
                     lambda: dynamics_mcp_parameters({"XDG_DATA_HOME": str(kept)}),
-                    9,
+                    tools,
                 ),
             ]
             timings = asyncio.run(measure(contenders, runs, log))

@@ -1,5 +1,7 @@
 """Async client for the Dataverse Web API: requests, retries, errors, OData building, metadata, discovery."""
 
+from ._associations import Navigation, RelationshipKind, associate, disassociate, is_associated, navigations
+from ._batch import RowWrite
 from ._client import DataverseClient, Page, Position, Row, RowKey, UpsertMode, WhoAmI, Written
 from ._discovery import (
     DEFAULT_DISCOVERY_URL,
@@ -29,12 +31,22 @@ from ._errors import (
 )
 from ._fetchxml import FetchQuery
 from ._http import ConnectionSettings, build_http_client
-from ._metadata import AlternateKey, Choice, Column, Relationship, TableMetadata, TableSummary, resolve_table_name
+from ._metadata import (
+    AlternateKey,
+    Choice,
+    Column,
+    ManyToManyRelationship,
+    Relationship,
+    TableMetadata,
+    TableSummary,
+    resolve_table_name,
+)
 from ._odata import Expand, InvalidQuery, ODataQuery, equals, filter_paths, literal, rewrite_lookup_names
 from ._retry import RetryPolicy
 from ._single_flight import SingleFlight
 from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
 from ._transport import api_base_url, is_loopback
+from ._write_set import RowOutcome, WriteSetResult
 
 __all__ = [
     "DEFAULT_DISCOVERY_URL",
@@ -54,6 +66,8 @@ __all__ = [
     "FetchQuery",
     "Instance",
     "InvalidQuery",
+    "ManyToManyRelationship",
+    "Navigation",
     "NotFound",
     "ODataQuery",
     "Page",
@@ -61,10 +75,13 @@ __all__ = [
     "Position",
     "PreconditionFailed",
     "Relationship",
+    "RelationshipKind",
     "RequestTimeout",
     "RetryPolicy",
     "Row",
     "RowKey",
+    "RowOutcome",
+    "RowWrite",
     "ServiceError",
     "ServiceUnavailable",
     "SingleFlight",
@@ -79,16 +96,21 @@ __all__ = [
     "ValidationFailed",
     "WhoAmI",
     "WriteRefused",
+    "WriteSetResult",
     "Written",
     "api_base_url",
+    "associate",
     "build_http_client",
+    "disassociate",
     "discovery_scope",
     "end_sentence",
     "equals",
     "filter_paths",
+    "is_associated",
     "is_loopback",
     "list_instances",
     "literal",
+    "navigations",
     "resolve_table_name",
     "rewrite_lookup_names",
 ]

@@ -8,7 +8,7 @@ client-generated primary key, so a retry after an unclear failure can never dupl
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Final, Literal
@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import anyio
 import httpx2
 
+from ._batch import RowWrite
 from ._errors import NOTHING_WRITTEN, DataverseError, NotFound
 from ._fetchxml import FetchQuery, paging_cookie_from_annotation
 from ._metadata import (
@@ -33,6 +34,7 @@ from ._odata import IDENTIFIER, InvalidQuery, LiteralValue, ODataQuery, identifi
 from ._retry import RetryPolicy
 from ._tokens import TokenProvider
 from ._transport import DATAVERSE_CONCURRENCY_LIMIT, DEFAULT_API_VERSION, Transport, api_base_url
+from ._write_set import Progress, WriteSet, WriteSetResult
 
 Row = dict[str, Any]
 RowKey = str | uuid.UUID | Mapping[str, LiteralValue]
@@ -128,6 +130,8 @@ class DataverseClient:
         self._tables: SingleFlightCache[list[TableSummary]] = SingleFlightCache(metadata_ttl)
         self._metadata: SingleFlightCache[TableMetadata] = SingleFlightCache(metadata_ttl)
         self._choices: SingleFlightCache[dict[str, tuple[Choice, ...]]] = SingleFlightCache(metadata_ttl)
+        # (CreateMultiple, account): bulk messages the service said a table does not support (see `write_set`).
+        self.unsupported_messages: set[tuple[str, str]] = set()
 
     async def _get_json(self, path: str, params: Mapping[str, str] | None = None, **headers: str) -> Any:
         outcome = await self.transport.send(
@@ -171,7 +175,7 @@ class DataverseClient:
                 "$select": ",".join(TABLE_PROPERTIES),
                 # No $select inside Attributes: type-specific properties (MaxLength, Targets, MinValue...)
                 # are not on the base AttributeMetadata type and may not be selected there.
-                "$expand": "Attributes,Keys,ManyToOneRelationships,OneToManyRelationships",
+                "$expand": "Attributes,Keys,ManyToOneRelationships,OneToManyRelationships,ManyToManyRelationships",
             }
             try:
                 body = await self._get_json(f"EntityDefinitions(LogicalName={literal(logical_name)})", params)
@@ -428,6 +432,15 @@ class DataverseClient:
                 repeatability="safe",
                 headers=headers,
             )
+
+    # -- many writes ---------------------------------------------------------------------------------------
+
+    async def write_set(
+        self, writes: Sequence[RowWrite], *, atomic: bool = True, progress: Progress | None = None
+    ) -> WriteSetResult:
+        """Many writes in few requests: all or nothing (`atomic`), or each on its own; see `_write_set.py` for what is
+        sent. Each write's outcome is `written`, `not written` or `unknown`; `progress` hears of each request."""
+        return await WriteSet(self, writes, atomic=atomic, progress=progress).run()
 
 
 @contextmanager

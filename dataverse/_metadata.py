@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
 
@@ -154,6 +154,37 @@ class Relationship:
 
 
 @dataclass(frozen=True)
+class ManyToManyRelationship:
+    """A many-to-many relationship: rows of two tables linked by rows of `intersect_table`, each table reaching the
+    other through its own collection-valued navigation property."""
+
+    schema_name: str
+    intersect_table: str
+    first_table: str
+    first_navigation: str
+    second_table: str
+    second_navigation: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ManyToManyRelationship:
+        return cls(
+            schema_name=str(data["SchemaName"]),
+            intersect_table=str(data.get("IntersectEntityName") or ""),
+            first_table=str(data["Entity1LogicalName"]),
+            first_navigation=str(data.get("Entity1NavigationPropertyName") or ""),
+            second_table=str(data["Entity2LogicalName"]),
+            second_navigation=str(data.get("Entity2NavigationPropertyName") or ""),
+        )
+
+    def sides(self, table: str) -> Iterator[tuple[str, str]]:
+        """(navigation property of `table`, the table it reaches), once for each end of the relationship at `table`."""
+        if self.first_table == table:
+            yield self.first_navigation, self.second_table
+        if self.second_table == table:
+            yield self.second_navigation, self.first_table
+
+
+@dataclass(frozen=True)
 class AlternateKey:
     logical_name: str
     display_name: str | None
@@ -210,6 +241,7 @@ class TableMetadata:
     keys: tuple[AlternateKey, ...]
     many_to_one: tuple[Relationship, ...]
     one_to_many: tuple[Relationship, ...]
+    many_to_many: tuple[ManyToManyRelationship, ...] = ()
 
     @property
     def logical_name(self) -> str:
@@ -237,6 +269,9 @@ class TableMetadata:
             ),
             many_to_one=tuple(Relationship.from_json(item) for item in data.get("ManyToOneRelationships") or ()),
             one_to_many=tuple(Relationship.from_json(item) for item in data.get("OneToManyRelationships") or ()),
+            many_to_many=tuple(
+                ManyToManyRelationship.from_json(item) for item in data.get("ManyToManyRelationships") or ()
+            ),
         )
 
     def navigation_target(self, navigation: str) -> str | None:
@@ -247,6 +282,10 @@ class TableMetadata:
         for relationship in self.one_to_many:
             if relationship.referenced_navigation == navigation:
                 return relationship.referencing_table
+        for many in self.many_to_many:
+            for name, other in many.sides(self.logical_name):
+                if name == navigation:
+                    return other
         return None
 
     def has_property(self, name: str) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -139,11 +139,15 @@ class Transport:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
         reads: bool = False,
+        content: bytes | None = None,
+        keep: Callable[[httpx2.Response], bool] | None = None,
     ) -> Outcome:
         """Send one request with retries; raises a DataverseError subclass on failure.
 
         A write's error says in `may_have_written` whether any attempt may have been carried out. `reads` says
         that a request of another method than GET or HEAD only reads (a read-only transport then sends it).
+        `content` is a body sent as it is (its `Content-Type` among `headers`); an error response that `keep`
+        accepts is returned rather than raised (a `$batch` answers 400 with the failed request's response inside).
         """
         if self.read_only and not reads and method.upper() not in READS:
             raise WriteRefused(f"This server is read-only: the {method} request was not sent to Dataverse.")
@@ -168,7 +172,9 @@ class Transport:
                 request_headers["Content-Type"] = "application/json; charset=utf-8"
             try:
                 async with self.limiter:
-                    response = await self.http.request(method, url, params=params, json=json, headers=request_headers)
+                    response = await self.http.request(
+                        method, url, params=params, json=json, content=content, headers=request_headers
+                    )
             except NEVER_SENT as error:
                 # The request never reached the service: repeating it is always safe.
                 delay = self._retry_delay(attempt, waited, None)
@@ -181,7 +187,7 @@ class Transport:
                     raise self._give_up(_transport_error(error, self.origin), method, unclear) from error
             else:
                 self._follow_dop_hint(response)
-                if response.is_success or response.status_code == 304:
+                if response.is_success or response.status_code == 304 or (keep is not None and keep(response)):
                     return Outcome(response, after_unclear=unclear and method not in READS)
                 failure = _failure(response)
                 if response.status_code == 401 and not refreshed:

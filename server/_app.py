@@ -290,6 +290,7 @@ def build_server(
         denied_tables=settings.denied_tables,
         tool_scopes=settings.tool_scopes,
         toolsets=settings.toolsets,
+        max_writes=settings.max_writes,
     )
     per_user = is_per_user(settings, transport)
     auth, verifier = protected_resource(settings, resource_url or "") if per_user else (None, None)

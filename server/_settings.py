@@ -119,6 +119,8 @@ class ServerSettings(BaseSettings):
     connect_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_CONNECT_TIMEOUT")
     read_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_READ_TIMEOUT")
     max_concurrency: int = Field(52, ge=1, le=52, validation_alias="DATAVERSE_MAX_CONCURRENCY")
+    # Writes one write_records call may carry; a $batch holds at most 1,000 requests.
+    max_writes: int = Field(1000, ge=1, le=1000, validation_alias="DYNAMICS_MCP_MAX_WRITES")
     sandbox_user: str = Field("admin", validation_alias="DYNAMICS_MCP_SANDBOX_USER")
     tenant_id: str | None = Field(None, validation_alias="AZURE_TENANT_ID")
     client_id: str | None = Field(None, validation_alias="AZURE_CLIENT_ID")
@@ -343,6 +345,7 @@ _EXAMPLES = {
     "connect_timeout": "DATAVERSE_CONNECT_TIMEOUT=10 (0: no limit)",
     "read_timeout": "DATAVERSE_READ_TIMEOUT=120 (0: no limit)",
     "max_concurrency": "DATAVERSE_MAX_CONCURRENCY=8 (1 to 52)",
+    "max_writes": "DYNAMICS_MCP_MAX_WRITES=200 (1 to 1000)",
     "authority_host": "AZURE_AUTHORITY_HOST=https://login.microsoftonline.com",
     "certificate_path": "AZURE_CLIENT_CERTIFICATE_PATH=/path/to/app.pem (key and certificate) or app.pfx",
     "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",

@@ -4,6 +4,7 @@
     delete_record outcome="not written" reason=declined table=account id=5d1c07b4-... environment=contoso user=...
     update_record outcome=unknown reason=failed table=account id=5d1c07b4-... environment=contoso user=...
     create_record outcome="not written" reason=invalid table='acount\\nfake line' id=- environment=- user=...
+    write_records outcome=written table=contact id=77c8ba72-... environment=contoso user=...   (one per write)
 
 Outcomes: `written`; `"not written"`; `unknown` when the service may have applied the write (its answer was
 lost after every retry, or the call was interrupted while the request was out). A write that did not happen
@@ -22,7 +23,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Final, Literal, TypeVar
 
@@ -71,6 +72,7 @@ class WriteAttempt:
         # Why the call stops, for a refusal the tool raises itself (e.g. `unconfirmed`).
         self.reason: Reason | None = None
         self.stage: Stage = "checking"
+        self.settled: tuple[Outcome, Reason | None] | None = None  # one write of a set, as the client reported it
 
     async def open(self, environment: str | None, table: str) -> tuple[Environment, TableMetadata]:
         """`open_table`, naming the environment and table from here on; its tool errors are refusals."""
@@ -79,6 +81,10 @@ class WriteAttempt:
         except ToolError:
             self.reason = "refused"  # the caller's scopes or the table policy: the names were not checked yet
             raise
+        return self.opened(target, metadata)
+
+    def opened(self, target: Environment, metadata: TableMetadata) -> tuple[Environment, TableMetadata]:
+        """What `open` found for another write of the same call, for this one: the names it logs from here on."""
         self.environment, self.table = _field(target.name), _field(metadata.logical_name)
         return target, metadata
 
@@ -97,10 +103,22 @@ class WriteAttempt:
         """The user declined or cancelled the confirmation: the call ends without writing."""
         self.stage = "declined"
 
+    def settle(self, outcome: Outcome, error: BaseException | None = None) -> None:
+        """What became of this write, once a request carrying several writes answered; `error` its own failure."""
+        if outcome == "written":
+            self.stage = "written"
+            return
+        reason: Reason = "failed"
+        if isinstance(error, WriteRefused | PermissionDenied):
+            reason = "refused"
+        self.settled = (outcome, reason)
+
     def ending(self, error: BaseException | None) -> tuple[Outcome, Reason | None]:
         """The outcome of the call, left normally (`error` None) or by `error`."""
         if self.stage == "written":
             return "written", None
+        if self.settled is not None:
+            return self.settled
         if error is None:
             # A tool must `write` or `decline`; one that did neither cannot say what happened.
             return ("not written", "declined") if self.stage == "declined" else ("unknown", None)
@@ -163,6 +181,28 @@ def audited(
         raise
     if not checks_only:
         attempt.log(*attempt.ending(None))
+
+
+@contextmanager
+def audited_each(
+    ctx: Context[AppState, Any],
+    tool: str,
+    writes: Sequence[tuple[str, object]],
+    *,
+    environment: str | None = None,
+    checks_only: bool = False,
+) -> Iterator[list[WriteAttempt]]:
+    """`audited` for a call that carries several writes, given as (table, id): one line for each write."""
+    attempts = [WriteAttempt(ctx, tool, table, row_id, environment) for table, row_id in writes]
+    try:
+        yield attempts
+    except BaseException as error:
+        for attempt in attempts:
+            attempt.log(*attempt.ending(error))
+        raise
+    if not checks_only:
+        for attempt in attempts:
+            attempt.log(*attempt.ending(None))
 
 
 def _untrusted(text: str) -> str:

@@ -76,8 +76,8 @@ def unknown_columns(table: TableMetadata, names: Sequence[str]) -> ToolError:
         suggestions = closest(name, list(table.columns))
         hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
         parts.append(f"no column {name!r} on {table.logical_name}{hint}")
-    text = ". ".join(parts)
-    return ToolError(text[:1].upper() + text[1:] + ". Use describe_table to see the columns.")
+    text = end_sentence(". ".join(parts))
+    return ToolError(text[:1].upper() + text[1:] + " Use describe_table to see the columns.")
 
 
 class CheckedTool(Tool):

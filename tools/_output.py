@@ -301,4 +301,10 @@ def table_description(
             for relationship in table.one_to_many
             if allows(relationship.referencing_table)
         }
+        described["relationships"].update(
+            (navigation, f"{other} rows, N:N")
+            for relationship in table.many_to_many
+            for navigation, other in relationship.sides(table.logical_name)
+            if allows(other)
+        )
     return described

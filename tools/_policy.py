@@ -16,7 +16,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 
 from dataverse import TableSummary, UnknownTable, resolve_table_name
 
-WRITE_TOOLS = frozenset({"create_record", "update_record", "upsert_record", "delete_record"})
+WRITE_TOOLS = frozenset(
+    {"create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records"}
+)
+MAX_WRITES = 1000  # writes in one write_records call: one $batch holds at most 1,000 requests
 
 
 class TableRefused(ToolError):
@@ -53,6 +56,7 @@ class Policy:
     allowed_tables: frozenset[str] = field(default_factory=frozenset)  # as configured; empty: every table
     denied_tables: frozenset[str] = field(default_factory=frozenset)
     tool_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tool -> scopes it needs
+    max_writes: int = MAX_WRITES  # writes one write_records call may carry (DYNAMICS_MCP_MAX_WRITES)
     toolsets: frozenset[str] = field(default_factory=frozenset)  # the groups of tools offered; empty: all
 
     @property

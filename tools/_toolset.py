@@ -9,11 +9,13 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
 from ._errors import CheckedTool
+from ._link import LINK, link_records
 from ._policy import Policy
 from ._query import query_records
 from ._read import READ, describe_table, get_record, list_environments, list_tables
 from ._schema import compact_tool
 from ._write import WRITE_TOOL_FUNCTIONS
+from ._write_set import WRITE_SET, write_records
 
 ToolFunction = tuple[Callable[..., Any], ToolAnnotations]
 
@@ -29,6 +31,7 @@ READ_TOOL_FUNCTIONS: Final[tuple[ToolFunction, ...]] = (
 # the tools listed before any work, so a deployment offers the groups it needs.
 TOOLSETS: Final[dict[str, tuple[tuple[ToolFunction, ...], tuple[ToolFunction, ...]]]] = {
     "records": (READ_TOOL_FUNCTIONS, WRITE_TOOL_FUNCTIONS),
+    "bulk": ((), ((write_records, WRITE_SET), (link_records, LINK))),
 }
 
 TOOL_NAMES: Final = tuple(function.__name__ for reads, writes in TOOLSETS.values() for function, _ in (*reads, *writes))

@@ -21,6 +21,7 @@ from sandbox import TENANT_ID, Sandbox
 from server._cli import main
 from server._data_directory import DataDirectoryLock
 from server._settings import AuthMode
+from tools import TOOL_NAMES
 
 from ..auth.browser import browser_command
 from ..encryption import assert_encrypted
@@ -241,7 +242,7 @@ async def test_tools_are_listed_before_the_sandbox_has_started_and_the_first_cal
     finally:
         writer.close()
         holder.release()
-    assert len(tools.tools) == 9
+    assert len(tools.tools) == len(TOOL_NAMES)
     assert "serves a temporary copy" in said_meanwhile and "sandbox is ready" not in said_meanwhile
     assert [environment["name"] for environment in environments] == ["contoso", "fabrikam"]
 

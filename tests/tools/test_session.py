@@ -233,7 +233,7 @@ async def test_every_tool_has_annotations_and_schemas(sandbox: Sandbox) -> None:
         tools = (await client.list_tools()).tools
     assert [tool.name for tool in tools] == [
         "list_environments", "list_tables", "describe_table", "query_records", "get_record",
-        "create_record", "update_record", "upsert_record", "delete_record",
+        "create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records",
     ]  # fmt: skip
     for tool in tools:
         assert tool.annotations is not None and tool.output_schema is not None and tool.description
