@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Final, Literal
 
 JsonObject = dict[str, Any]
@@ -144,6 +145,20 @@ class Table:
 
     def stored_columns(self) -> Iterator[Column]:
         return iter(self.columns.values())
+
+    @cached_property
+    def money_with_base(self) -> tuple[str, ...]:
+        """Money columns with a base-currency copy the platform computes (read per written row: cached)."""
+        return tuple(
+            name
+            for name, column in self.columns.items()
+            if column.attribute_type == "Money" and f"{name}_base" in self.columns
+        )
+
+    @cached_property
+    def polymorphic_lookups(self) -> tuple[Column, ...]:
+        """Lookups that can point to several tables, whose target table is stored beside them."""
+        return tuple(column for column in self.columns.values() if column.is_lookup and len(column.targets) > 1)
 
 
 def column_from_metadata(table: str, attribute: JsonObject) -> Column | None:

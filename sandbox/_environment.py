@@ -29,7 +29,7 @@ from ._expression import Value, format_datetime, storage_value
 from ._odata import parse_key
 from ._records import etag, read_body
 from ._security import Caller
-from ._store import Store, StoredRow, StoredValue, is_polymorphic, target_column
+from ._store import Store, StoredRow, StoredValue, target_column
 
 RowKey = uuid.UUID | dict[str, Value]
 
@@ -123,8 +123,14 @@ class Environment:
     def _now(self) -> str:
         return format_datetime(self.clock())
 
-    def create(self, table: Table, body: Any, caller: Caller, key: RowKey | None = None) -> StoredRow:
-        """Insert a row from a request body, as Dataverse does on POST (or PATCH to a missing row)."""
+    def create(
+        self, table: Table, body: Any, caller: Caller, key: RowKey | None = None, *, read_back: bool = True
+    ) -> StoredRow:
+        """Insert a row from a request body, as Dataverse does on POST (or PATCH to a missing row).
+
+        `read_back`: return the row as stored (every column); else the values written, for a caller that needs
+        only the id (CreateMultiple answers ids).
+        """
         caller.require_privilege(table, "Create")
         row = read_body(table, body, creating=True, resolve_bind=self.resolve_bind)
         if isinstance(key, uuid.UUID):
@@ -155,6 +161,8 @@ class Environment:
                 self.store.insert(table, row)
             except sqlite3.IntegrityError:
                 raise duplicate_key() from None
+        if not read_back:
+            return row
         stored = self.store.get(table, str(row[table.primary_id]))
         assert stored is not None
         return stored
@@ -221,10 +229,10 @@ class Environment:
         if "fullname" in table.columns and "lastname" in table.columns:
             parts = [row.get("firstname"), row.get("lastname")]
             row["fullname"] = " ".join(str(part) for part in parts if part) or None
-        for name, column in table.columns.items():
-            if column.attribute_type == "Money" and f"{name}_base" in table.columns:
-                row[f"{name}_base"] = row.get(name)
-            if is_polymorphic(column) and row.get(name) is not None and not row.get(target_column(column)):
+        for name in table.money_with_base:
+            row[f"{name}_base"] = row.get(name)
+        for column in table.polymorphic_lookups:
+            if row.get(column.logical_name) is not None and not row.get(target_column(column)):
                 row[target_column(column)] = column.targets[0]
 
     @staticmethod

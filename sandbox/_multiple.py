@@ -69,7 +69,7 @@ async def answer_bound_action(
     with environment.store.transaction():  # all or nothing: each row's own write is a savepoint inside it
         for target in targets:
             if name == "CreateMultiple":
-                ids.append(str(environment.create(table, target, caller)[table.primary_id]))
+                ids.append(str(environment.create(table, target, caller, read_back=False)[table.primary_id]))
             else:
                 _write(environment, table, target, caller, upsert=name == "UpsertMultiple")
     if name != "CreateMultiple":
