@@ -3,7 +3,8 @@
 As "Execute batch operations using the Web API" describes it (and OData 4.0, 11.7, which it follows):
     - requests run in order, answered in order, one `application/http` part each, in a `batchresponse_` body;
     - a change set (`multipart/mixed` part) runs in one SQLite transaction: the first failure undoes it and the
-      change set is answered by that failure alone, as one `application/http` part (OData 4.0, 11.7.4);
+      change set's part holds that failure alone, with the failing request's Content-ID, as the service answers
+      (a captured response in MicrosoftDocs/powerapps-docs issue 2843; OData 4.0 11.7.7.5 would drop the part);
       `$<Content-ID>` names the row an earlier request of the same change set wrote, at the start of a URL
       or as an `@odata.bind`/`@odata.id` value;
     - without `Prefer: odata.continue-on-error` the first failure ends the batch: it is the last part and the
@@ -66,9 +67,10 @@ class _Run:
 class _ChangeSetFailed(Exception):
     """A request of a change set failed: undo the change set and answer with this response."""
 
-    def __init__(self, response: Response) -> None:
+    def __init__(self, response: Response, content_id: str | None) -> None:
         super().__init__(response.status_code)
         self.response = response
+        self.content_id = content_id
 
 
 async def answer_batch(web_api: WebApi, request: Request, caller: Caller, segments: list[str]) -> Response:
@@ -84,15 +86,18 @@ async def answer_batch(web_api: WebApi, request: Request, caller: Caller, segmen
     for item in items:
         if isinstance(item, ChangeSet):
             failure, answered = await _run_change_set(run, item)
+            # The service answers a failed change set with the failing request's response alone inside the change
+            # set's part, with its Content-ID (as captured in MicrosoftDocs/powerapps-docs issue 2843).
+            answers = [(failure.content_id, failure.response)] if failure else [(o.content_id, r) for o, r in answered]
+            boundary = f"changesetresponse_{uuid.uuid4()}"
+            inner = [("application/http", http_part(response, content_id)) for content_id, response in answers]
+            parts.append((f"multipart/mixed; boundary={boundary}", multipart(boundary, inner)))
             if failure is None:
-                boundary = f"changesetresponse_{uuid.uuid4()}"
-                inner = [("application/http", http_part(response, op.content_id)) for op, response in answered]
-                parts.append((f"multipart/mixed; boundary={boundary}", multipart(boundary, inner)))
                 continue
-            response, content_id = failure, None
+            response = failure.response
         else:
-            response, content_id = await _run_operation(run, item), item.content_id
-        parts.append(("application/http", http_part(response, content_id)))
+            response = await _run_operation(run, item)
+            parts.append(("application/http", http_part(response, item.content_id)))
         if response.status_code >= 400 and not continue_on_error:
             # "The batch error represents the error of the first failing request." Nothing after it runs.
             status = response.status_code
@@ -214,7 +219,9 @@ def _check_size(items: list[Operation | ChangeSet]) -> None:
 # -- running it ------------------------------------------------------------------------------------------
 
 
-async def _run_change_set(run: _Run, change_set: ChangeSet) -> tuple[Response | None, list[tuple[Operation, Response]]]:
+async def _run_change_set(
+    run: _Run, change_set: ChangeSet
+) -> tuple[_ChangeSetFailed | None, list[tuple[Operation, Response]]]:
     """Run a change set in one transaction: the first failure undoes it all and is its only answer."""
     run.locations.clear()  # a Content-ID names a row within its own change set only
     answered: list[tuple[Operation, Response]] = []
@@ -223,10 +230,10 @@ async def _run_change_set(run: _Run, change_set: ChangeSet) -> tuple[Response | 
             for operation in change_set.operations:
                 response = await _run_operation(run, operation)
                 if response.status_code >= 400:
-                    raise _ChangeSetFailed(response)
+                    raise _ChangeSetFailed(response, operation.content_id)
                 answered.append((operation, response))
     except _ChangeSetFailed as failed:
-        return failed.response, []
+        return failed, []
     return None, answered
 
 

@@ -188,7 +188,7 @@ async def test_the_first_failure_in_a_change_set_undoes_it_and_is_the_batchs_ans
     response = await send(sandbox, http, body)
     assert response.status_code == 400
     [failure] = answers(response)
-    assert (failure.status, failure.in_change_set, failure.content_id) == (400, False, None)
+    assert (failure.status, failure.in_change_set, failure.content_id) == (400, True, "2")
     assert failure.json()["error"]["code"] == "0x80044331"
     assert "exceeded the maximum allowed length of '160'" in failure.json()["error"]["message"]
     assert await names(http, sandbox, "accounts", "Undone") == []
@@ -227,7 +227,7 @@ async def test_continue_on_error_runs_every_request_and_answers_200(sandbox: San
     assert response.status_code == 200
     too_long, change_set_failure, created, query = answers(response)
     assert too_long.status == 400
-    assert (change_set_failure.status, change_set_failure.in_change_set) == (404, False)
+    assert (change_set_failure.status, change_set_failure.in_change_set) == (404, True)
     assert change_set_failure.json()["error"]["code"] == "0x80040217"
     assert created.status == 204
     assert [row["name"] for row in query.json()["value"]] == ["Go 3"]

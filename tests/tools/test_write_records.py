@@ -112,7 +112,8 @@ async def test_a_write_the_service_refuses_leaves_nothing_written_when_atomic(
     async with Client(server_for(sandbox)) as client:
         result = structured(await client.call_tool("write_records", arguments))
     assert (result["written"], result["not_written"], result["unknown"], result["created"]) == (0, 4, 0, [])
-    assert result["note"].startswith("The change set of 4 writes failed at ")
+    assert result["note"].startswith("The change set of 4 writes failed at writes[2] (create of account)")
+    assert [(failure["index"], failure["outcome"]) for failure in result["failures"]] == [(2, "not written")]
     assert "A record with matching key values already exists." in result["note"]
     assert "Nothing was written. The change set was rolled back." in result["note"]
     for write in arguments["writes"]:
