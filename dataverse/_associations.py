@@ -20,13 +20,11 @@ meets that error is the earlier attempt's success, as a create's repeat meeting 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
-from ._errors import NOTHING_WRITTEN, DataverseError, DuplicateRecord
+from ._errors import DuplicateRecord, write_outcome
 from ._metadata import TableMetadata, TableSummary
 from ._odata import InvalidQuery, equals, guid, identifier, key_segment
 
@@ -95,12 +93,12 @@ async def associate(
 ) -> None:
     """Link row `key` of `table` with row `target_key` of `target_table` through `navigation`: set a single-valued
     navigation property, or add the row to a collection-valued one (1:N or N:N)."""
-    with _outcome():
+    with write_outcome():
         source, link, target = await _resolve(client, table, navigation, target_table)
         url = client.transport.url(f"{_entity_path(source, key)}/{identifier(link.name, 'navigation property')}/$ref")
         reference = {"@odata.id": client.transport.url(_entity_path(target, target_key))}
     what = _link_text(source, key, target, target_key, link)
-    with _outcome(f"{what} may or may not have been made; making it again is safe."):
+    with write_outcome(f"{what} may or may not have been made; making it again is safe."):
         try:
             await client.transport.send(
                 "POST" if link.is_collection else "PUT",
@@ -124,7 +122,7 @@ async def disassociate(
 ) -> None:
     """Remove the link through `navigation`: clear a single-valued navigation property (the target is optional),
     or remove row `target_key` of `target_table` from a collection-valued one."""
-    with _outcome():
+    with write_outcome():
         source, link, target = await _resolve(client, table, navigation, target_table)
         path = f"{_entity_path(source, key)}/{identifier(link.name, 'navigation property')}"
         if link.is_collection:
@@ -132,7 +130,7 @@ async def disassociate(
                 raise InvalidQuery(f"Removing a row from {link.name} needs that row's id.")
             path += f"({_key(target_key)})"
     what = _link_text(source, key, target, target_key, link)
-    with _outcome(f"{what} may or may not have been removed; removing it again is safe."):
+    with write_outcome(f"{what} may or may not have been removed; removing it again is safe."):
         await client.transport.send("DELETE", client.transport.url(f"{path}/$ref"), repeatability="safe")
 
 
@@ -186,14 +184,3 @@ def _link_text(
     if target_key is None:
         return f"The link of {row} through {link.name}"
     return f"The link between {row} and {target.logical_name} row {key_segment(target_key)} through {link.name}"
-
-
-@contextmanager
-def _outcome(unclear: str = NOTHING_WRITTEN) -> Iterator[None]:
-    """A failure here says what was written: `unclear` if the link may have been made or removed, else nothing."""
-    try:
-        yield
-    except DataverseError as error:
-        if error.written is None:
-            error.written = unclear if error.may_have_written else NOTHING_WRITTEN
-        raise

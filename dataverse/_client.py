@@ -18,7 +18,7 @@ import anyio
 import httpx2
 
 from ._batch import RowWrite
-from ._errors import NOTHING_WRITTEN, DataverseError, NotFound
+from ._errors import DataverseError, NotFound, write_outcome
 from ._fetchxml import FetchQuery, paging_cookie_from_annotation
 from ._metadata import (
     CHOICE_CASTS,
@@ -314,7 +314,7 @@ class DataverseClient:
         self, table: str, values: Mapping[str, Any], *, return_row: bool = False, select: list[str] | None = None
     ) -> Written:
         """Create a row with a client-generated id, so a retried create can never make a second row."""
-        with _write_outcome():
+        with write_outcome():
             summary = await self.resolve_table(table)
         body = dict(values)
         row_id = str(body.get(summary.primary_id) or uuid.uuid4())
@@ -325,7 +325,7 @@ class DataverseClient:
             f"The {summary.logical_name} row may or may not have been created: read row {row_id} to check; "
             f"a retry that sets {summary.primary_id} to {row_id} cannot create a second row."
         )
-        with _write_outcome(unclear):
+        with write_outcome(unclear):
             outcome = await self.transport.send(
                 "POST",
                 self.transport.url(summary.entity_set_name),
@@ -387,7 +387,7 @@ class DataverseClient:
         return_row: bool,
         select: list[str] | None,
     ) -> Written:
-        with _write_outcome():
+        with write_outcome():
             summary = await self.resolve_table(table)
             row_text = f"{summary.logical_name} row {key_segment(key)}"
         # Always ask for the row back (only its id unless columns are wanted): without a representation the
@@ -399,7 +399,7 @@ class DataverseClient:
             headers["If-None-Match"] = if_none_match
         columns = (select or ()) if return_row else [summary.primary_id]
         operation = "update" if if_match else "upsert"
-        with _write_outcome(f"The {operation} of {row_text} may or may not have been applied: read the row to check."):
+        with write_outcome(f"The {operation} of {row_text} may or may not have been applied: read the row to check."):
             outcome = await self.transport.send(
                 "PATCH",
                 self.transport.url(self._entity_path(summary.entity_set_name, key)),
@@ -421,11 +421,11 @@ class DataverseClient:
 
     async def delete(self, table: str, key: RowKey, *, etag: str | None = None) -> None:
         """Delete a row; with `etag`, only if it has not changed since."""
-        with _write_outcome():
+        with write_outcome():
             summary = await self.resolve_table(table)
             row_text = f"{summary.logical_name} row {key_segment(key)}"
         headers = {"If-Match": etag} if etag else {}
-        with _write_outcome(f"The {row_text} may or may not have been deleted: read it to check."):
+        with write_outcome(f"The {row_text} may or may not have been deleted: read it to check."):
             await self.transport.send(
                 "DELETE",
                 self.transport.url(self._entity_path(summary.entity_set_name, key)),
@@ -441,17 +441,6 @@ class DataverseClient:
         """Many writes in few requests: all or nothing (`atomic`), or each on its own; see `_write_set.py` for what is
         sent. Each write's outcome is `written`, `not written` or `unknown`; `progress` hears of each request."""
         return await WriteSet(self, writes, atomic=atomic, progress=progress).run()
-
-
-@contextmanager
-def _write_outcome(unclear: str = NOTHING_WRITTEN) -> Iterator[None]:
-    """A failure here says what was written: `unclear` if the write may have been carried out, else nothing."""
-    try:
-        yield
-    except DataverseError as error:
-        if error.written is None:
-            error.written = unclear if error.may_have_written else NOTHING_WRITTEN
-        raise
 
 
 @contextmanager

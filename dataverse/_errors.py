@@ -21,7 +21,8 @@ what to do next. They never hold a token or a URL's query values.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Final
 
 # Dataverse error codes: the service writes them as hex ("0x80040217") or as a signed decimal ("-2147220969").
@@ -199,3 +200,14 @@ def error_from_response(
     if status in (500, 502, 503, 504):
         return ServiceUnavailable(message, **arguments)
     return ValidationFailed(message, **arguments)
+
+
+@contextmanager
+def write_outcome(unclear: str = NOTHING_WRITTEN) -> Iterator[None]:
+    """A failure here says what was written: `unclear` if the write may have been carried out, else nothing."""
+    try:
+        yield
+    except DataverseError as error:
+        if error.written is None:
+            error.written = unclear if error.may_have_written else NOTHING_WRITTEN
+        raise
