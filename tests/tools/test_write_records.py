@@ -13,27 +13,14 @@ from mcp import Client
 from sandbox import Fault, Sandbox
 from server import ConfigurationError, build_server
 
-from ..resilience.support import instant_retries
+from ..resilience.support import API, instant_retries, rows
 from .support import error_text, server_for, settings_for, structured
 from .test_audit import audited
 from .test_session import answering, row_exists
 
-API = "/api/data/v9.2"
-
 
 def writes_sent(sandbox: Sandbox) -> list[str]:
     return [f"{record.method} {record.path}" for record in sandbox.request_log.records if record.method != "GET"]
-
-
-async def rows(sandbox: Sandbox, http: httpx2.AsyncClient, entity_set: str, query: str) -> list[dict[str, Any]]:
-    sandbox.faults.clear()
-    response = await http.get(
-        f"{sandbox.environments['contoso'].url}{API}/{entity_set}?{query}",
-        headers={"Authorization": f"Bearer {sandbox.token()}"},
-    )
-    response.raise_for_status()
-    found: list[dict[str, Any]] = response.json()["value"]
-    return found
 
 
 async def leads(sandbox: Sandbox, http: httpx2.AsyncClient, count: int) -> list[str]:
