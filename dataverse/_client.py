@@ -83,10 +83,6 @@ class Page:
     count: int | None
     next: Position | None = None
 
-    @property
-    def has_more(self) -> bool:
-        return self.next is not None
-
 
 @dataclass(frozen=True)
 class Written:

@@ -1,7 +1,7 @@
 """The MCP tools: argument models, policy (read-only, allow/deny lists, confirmation), LLM-facing output."""
 
 from ._cursor import Cursors
-from ._policy import WRITE_TOOLS, Policy, PolicyError, TableAccess
+from ._policy import WRITE_TOOLS, Policy, PolicyError
 from ._state import AppState, Environment, Environments, choose_environment
 from ._toolset import TOOL_NAMES, TOOLSETS, build_tools
 
@@ -15,7 +15,6 @@ __all__ = [
     "Environments",
     "Policy",
     "PolicyError",
-    "TableAccess",
     "build_tools",
     "choose_environment",
 ]
