@@ -183,12 +183,14 @@ class Sandbox:
         host: str = LOOPBACK,
         port: int = 0,
         extra_accounts: int = 0,
+        metadata_padding_mb: int = 0,
         handle_signals: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
         self.extra_accounts = extra_accounts
+        self.metadata_padding_mb = metadata_padding_mb  # $metadata of at least this size, for benchmarks
         self.handle_signals = handle_signals
         self.faults = FaultInjector()
         self.request_log = RequestLog()
@@ -267,7 +269,7 @@ class Sandbox:
         for sock, url, (name, store) in zip(sockets[1:], urls[1:], stores.items(), strict=True):
             spec = find_environment(name)
             assert spec is not None
-            environment = Environment(spec, url, store)
+            environment = Environment(spec, url, store, metadata_padding_mb=self.metadata_padding_mb)
             self.environments[name] = environment
             port = sock.getsockname()[1]
             sites[port] = name

@@ -47,6 +47,7 @@ class Environment:
     store: Store
     dop_hint: int = 4
     clock: Callable[[], datetime] = utc_now  # what "now" is: row timestamps and relative dates in $filter
+    metadata_padding_mb: int = 0  # synthetic tables declared in $metadata until it is this large (benchmarks)
 
     @property
     def catalog(self) -> Catalog:

@@ -459,6 +459,7 @@ def _declared_tables() -> list[JsonObject]:
                     ["account", "contact"],
                     attribute_type="Customer",
                 ),
+                lookup(contact, "originatingleadid", "Originating Lead", ["lead"]),
                 date(contact, "birthdate", "Birthday", date_only=True),
                 choice(contact, "gendercode", "Gender", [(1, "Male"), (2, "Female")]),
                 choice(
@@ -529,6 +530,7 @@ def _declared_tables() -> list[JsonObject]:
                 money(lead, "estimatedamount", "Est. Value"),
                 lookup(lead, "parentaccountid", "Parent Account for lead", ["account"]),
                 lookup(lead, "parentcontactid", "Parent Contact for lead", ["contact"]),
+                lookup(lead, "qualifyingopportunityid", "Qualifying Opportunity", ["opportunity"]),
                 memo(lead, "description", "Description"),
             ],
         ),
@@ -786,6 +788,11 @@ _KNOWN_RELATIONSHIPS: Final = {
     ("incident", "customerid", "account"): "incident_customer_accounts",
     ("incident", "customerid", "contact"): "incident_customer_contacts",
     ("lead", "parentaccountid"): "account_originating_leads",
+    ("contact", "originatingleadid"): "contact_originating_lead",
+    ("opportunity", "originatingleadid"): "opportunity_originating_lead",
+    ("lead", "qualifyingopportunityid"): "lead_qualifying_opportunity",
+    ("opportunityclose", "opportunityid"): "Opportunity_OpportunityClose",
+    ("incidentresolution", "incidentid"): "Incident_IncidentResolutions",
 }
 # Many-to-many relationships: (schema name, intersect table, its entity set, its primary key, its object type code,
 # (first table, its column in the intersect table), (second table, its column)). `accountleads_association` is the
@@ -970,7 +977,9 @@ def entity_definitions() -> tuple[JsonObject, ...]:
     opportunity = _reference_table(
         "opportunity.json", primary_name="name", display="Opportunity", plural="Opportunities"
     )
-    declared = [*_declared_tables(), _private_table(), *_intersect_tables()]
+    from ._activities import activity_tables  # deferred: that module builds on this one's helpers
+
+    declared = [*_declared_tables(), *activity_tables(), _private_table(), *_intersect_tables()]
     for entity_metadata in declared:
         _finish_declared(entity_metadata)
     entities = [account, opportunity, *declared]

@@ -168,6 +168,10 @@ class WebApi:
             from ._batch import answer_batch  # deferred: multipart parsing is needed only by $batch
 
             return await answer_batch(self, request, caller, segments)
+        if first == "$metadata":
+            from ._csdl import answer_csdl  # deferred: the CSDL document is needed only by $metadata
+
+            return answer_csdl(self, request)
         if first in ("RetrieveVersion", "RetrieveVersion()"):
             context = f"{environment.api_url}/$metadata#Microsoft.Dynamics.CRM.RetrieveVersionResponse"
             return json_response(200, {"@odata.context": context, "Version": DATAVERSE_VERSION})
@@ -193,6 +197,10 @@ class WebApi:
         match = _SEGMENT.match(first)
         if not match:
             raise resource_not_found(first)
+        if environment.catalog.by_entity_set(match.group(1)) is None:
+            from ._operations import answer_unbound  # deferred: needed only by actions and functions
+
+            return await answer_unbound(self, request, caller, match.group(1), match.group(2), segments[1:])
         table = environment.table_for_entity_set(match.group(1))
         if len(segments) == 1:
             refuse_direct_writes(table, method)
@@ -213,6 +221,14 @@ class WebApi:
                 return await self.create(request, table, caller, preferences)
             raise WebApiError(405, "0x80060888", f"The method {method} is not allowed on an entity set.")
         key = parse_key(key_text)
+        if len(segments) == 2 and segments[1].startswith(BOUND_ACTION_PREFIX):
+            from ._operations import answer_bound  # deferred: needed only by actions and functions
+
+            return await answer_bound(self, request, caller, table, key, segments[1])
+        if len(segments) == 2:
+            from ._operations import refuse_unqualified
+
+            refuse_unqualified(segments[1])
         if len(segments) > 1:
             return await self.property_request(request, table, key, segments[1:], caller)
         if method == "GET":
