@@ -3,6 +3,16 @@
 from ._associations import Navigation, RelationshipKind, associate, disassociate, is_associated, navigations
 from ._batch import RowWrite
 from ._client import DataverseClient, Page, Position, Row, RowKey, UpsertMode, WhoAmI, Written
+from ._csdl import (
+    CsdlReader,
+    InvalidMetadata,
+    Operation,
+    OperationCatalog,
+    OperationType,
+    Parameter,
+    UnknownOperation,
+    parse_metadata,
+)
 from ._discovery import (
     DEFAULT_DISCOVERY_URL,
     DISCOVERY_BY_AUTHORITY,
@@ -42,6 +52,13 @@ from ._metadata import (
     resolve_table_name,
 )
 from ._odata import Expand, InvalidQuery, ODataQuery, equals, filter_paths, literal, rewrite_lookup_names
+from ._operations import (
+    EntityReference,
+    EntityValues,
+    InvalidParameters,
+    OperationResult,
+    check_parameters,
+)
 from ._retry import RetryPolicy
 from ._single_flight import SingleFlight
 from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
@@ -59,18 +76,28 @@ __all__ = [
     "Choice",
     "Column",
     "ConnectionSettings",
+    "CsdlReader",
     "DataverseClient",
     "DataverseError",
     "DuplicateRecord",
+    "EntityReference",
+    "EntityValues",
     "Expand",
     "FetchQuery",
     "Instance",
+    "InvalidMetadata",
+    "InvalidParameters",
     "InvalidQuery",
     "ManyToManyRelationship",
     "Navigation",
     "NotFound",
     "ODataQuery",
+    "Operation",
+    "OperationCatalog",
+    "OperationResult",
+    "OperationType",
     "Page",
+    "Parameter",
     "PermissionDenied",
     "Position",
     "PreconditionFailed",
@@ -91,6 +118,7 @@ __all__ = [
     "Throttled",
     "TokenProvider",
     "TransportError",
+    "UnknownOperation",
     "UnknownTable",
     "UpsertMode",
     "ValidationFailed",
@@ -101,6 +129,7 @@ __all__ = [
     "api_base_url",
     "associate",
     "build_http_client",
+    "check_parameters",
     "disassociate",
     "discovery_scope",
     "end_sentence",
@@ -111,6 +140,7 @@ __all__ = [
     "list_instances",
     "literal",
     "navigations",
+    "parse_metadata",
     "resolve_table_name",
     "rewrite_lookup_names",
 ]

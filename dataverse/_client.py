@@ -18,6 +18,7 @@ import anyio
 import httpx2
 
 from ._batch import RowWrite
+from ._csdl import OperationCatalog
 from ._errors import DataverseError, NotFound, write_outcome
 from ._fetchxml import FetchQuery, paging_cookie_from_annotation
 from ._metadata import (
@@ -31,6 +32,7 @@ from ._metadata import (
     resolve_table_name,
 )
 from ._odata import IDENTIFIER, InvalidQuery, LiteralValue, ODataQuery, identifier, key_segment, literal
+from ._operations import OperationResult, invoke, read_catalog
 from ._retry import RetryPolicy
 from ._tokens import TokenProvider
 from ._transport import DATAVERSE_CONCURRENCY_LIMIT, DEFAULT_API_VERSION, Transport, api_base_url
@@ -126,6 +128,7 @@ class DataverseClient:
         self._tables: SingleFlightCache[list[TableSummary]] = SingleFlightCache(metadata_ttl)
         self._metadata: SingleFlightCache[TableMetadata] = SingleFlightCache(metadata_ttl)
         self._choices: SingleFlightCache[dict[str, tuple[Choice, ...]]] = SingleFlightCache(metadata_ttl)
+        self._operations: SingleFlightCache[OperationCatalog] = SingleFlightCache(metadata_ttl)
         # (CreateMultiple, account): bulk messages the service said a table does not support (see `write_set`).
         self.unsupported_messages: set[tuple[str, str]] = set()
 
@@ -203,6 +206,25 @@ class DataverseClient:
             return found
 
         return await self._choices.get(logical_name, load)
+
+    # -- actions and functions ---------------------------------------------------------------------------
+
+    async def operations(self) -> OperationCatalog:
+        """The environment's actions and functions, read from its CSDL `$metadata` as it streams in; cached with a
+        TTL, and concurrent cold calls share one download."""
+        return await self._operations.get("operations", lambda: read_catalog(self.transport))
+
+    async def invoke(
+        self,
+        name: str,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        table: str | None = None,
+        id: str | uuid.UUID | None = None,
+    ) -> OperationResult:
+        """Call an action or function, bound to `table`'s row `id` (or to its set: no id) or unbound; see
+        `_operations.py`. Parameters are checked against the declaration before anything is sent."""
+        return await invoke(self, name, parameters or {}, table=table, row_id=id)
 
     # -- reading rows --------------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -141,6 +141,7 @@ class Transport:
         reads: bool = False,
         content: bytes | None = None,
         keep: Callable[[httpx2.Response], bool] | None = None,
+        receive: Callable[[httpx2.Response], Awaitable[None]] | None = None,
     ) -> Outcome:
         """Send one request with retries; raises a DataverseError subclass on failure.
 
@@ -148,6 +149,8 @@ class Transport:
         that a request of another method than GET or HEAD only reads (a read-only transport then sends it).
         `content` is a body sent as it is (its `Content-Type` among `headers`); an error response that `keep`
         accepts is returned rather than raised (a `$batch` answers 400 with the failed request's response inside).
+        `receive` reads a successful response's body as it streams in (a large document is never held whole), once
+        per attempt: a body that breaks off is retried as the request is; the returned response's body is consumed.
         """
         if self.read_only and not reads and method.upper() not in READS:
             raise WriteRefused(f"This server is read-only: the {method} request was not sent to Dataverse.")
@@ -172,9 +175,15 @@ class Transport:
                 request_headers["Content-Type"] = "application/json; charset=utf-8"
             try:
                 async with self.limiter:
-                    response = await self.http.request(
-                        method, url, params=params, json=json, content=content, headers=request_headers
-                    )
+                    if receive is None:
+                        response = await self.http.request(
+                            method, url, params=params, json=json, content=content, headers=request_headers
+                        )
+                    else:
+                        request = self.http.build_request(
+                            method, url, params=params, json=json, content=content, headers=request_headers
+                        )
+                        response = await self._streamed(request, receive)
             except NEVER_SENT as error:
                 # The request never reached the service: repeating it is always safe.
                 delay = self._retry_delay(attempt, waited, None)
@@ -203,6 +212,20 @@ class Transport:
             logger.debug("retrying %s after %.2fs (attempt %d)", method, delay, attempt)
             waited += delay
             await self.retry.sleep(delay)
+
+    async def _streamed(
+        self, request: httpx2.Request, receive: Callable[[httpx2.Response], Awaitable[None]]
+    ) -> httpx2.Response:
+        """Send `request`; `receive` reads a successful body as it streams, an error body is read whole."""
+        response = await self.http.send(request, stream=True)
+        try:
+            if response.is_success:
+                await receive(response)
+            else:
+                await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     @staticmethod
     def _give_up(failure: DataverseError, method: str, unclear: bool) -> DataverseError:

@@ -259,6 +259,30 @@ async def check_table_policy(policy: Policy, environments: StaticEnvironments | 
             raise ConfigurationError(str(error)) from None
 
 
+async def check_action_policy(policy: Policy, environments: StaticEnvironments | SandboxEnvironments) -> None:
+    """At start-up, an action list entry that names no operation of an environment stops the server, saying which.
+
+    The operations come from the environment's `$metadata`, read only when an action list is set.
+    """
+    if not policy.lists_actions:
+        return
+    try:
+        listed = await environments.all()
+    except DataverseError as error:
+        logger.warning("Could not check the action policy now: %s", error)
+        return
+    for environment in listed:
+        try:
+            catalog = await environment.client.operations()
+        except DataverseError as error:
+            logger.warning("Could not check the action policy against %s now: %s", environment.name, error)
+            continue
+        try:
+            policy.resolve_actions(environment.name, catalog)
+        except PolicyError as error:
+            raise ConfigurationError(str(error)) from None
+
+
 def cursors(settings: ServerSettings, transport: str) -> Cursors:
     """Paging cursors signed with DYNAMICS_MCP_CURSOR_KEY, else with a key made for this process."""
     if settings.cursor_key is not None:
@@ -291,6 +315,9 @@ def build_server(
         tool_scopes=settings.tool_scopes,
         toolsets=settings.toolsets,
         max_writes=settings.max_writes,
+        allowed_actions=settings.allowed_actions,
+        denied_actions=settings.denied_actions,
+        trusted_actions=settings.trusted_actions,
     )
     per_user = is_per_user(settings, transport)
     auth, verifier = protected_resource(settings, resource_url or "") if per_user else (None, None)
@@ -307,6 +334,7 @@ def build_server(
                 environments = await open_environments(settings, http, stack, retry)
                 if isinstance(environments, StaticEnvironments | SandboxEnvironments):
                     await check_table_policy(policy, environments)
+                    await check_action_policy(policy, environments)
             yield AppState(environments=environments, policy=policy, cursors=cursors(settings, transport))
 
     return MCPServer[AppState](

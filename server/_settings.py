@@ -116,6 +116,16 @@ class ServerSettings(BaseSettings):
     denied_tables: Annotated[frozenset[str], NoDecode] = Field(
         frozenset(), validation_alias="DYNAMICS_MCP_DENIED_TABLES"
     )
+    # Actions and functions by name (list_actions); trusted actions run without asking the user.
+    allowed_actions: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias="DYNAMICS_MCP_ALLOWED_ACTIONS"
+    )
+    denied_actions: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias="DYNAMICS_MCP_DENIED_ACTIONS"
+    )
+    trusted_actions: Annotated[frozenset[str], NoDecode] = Field(
+        frozenset(), validation_alias="DYNAMICS_MCP_TRUSTED_ACTIONS"
+    )
     connect_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_CONNECT_TIMEOUT")
     read_timeout: float | None = Field(None, ge=0, validation_alias="DATAVERSE_READ_TIMEOUT")
     max_concurrency: int = Field(52, ge=1, le=52, validation_alias="DATAVERSE_MAX_CONCURRENCY")
@@ -242,6 +252,9 @@ class ServerSettings(BaseSettings):
     _split_sets = field_validator(
         "allowed_tables",
         "denied_tables",
+        "allowed_actions",
+        "denied_actions",
+        "trusted_actions",
         "toolsets",
         "allowed_hosts",
         "allowed_origins",
@@ -351,7 +364,7 @@ _EXAMPLES = {
     "discovery_url": "DATAVERSE_DISCOVERY_URL=https://globaldisco.crm.dynamics.com",
     "public_url": "DYNAMICS_MCP_PUBLIC_URL=https://mcp.contoso.com",
     "tool_scopes": 'DYNAMICS_MCP_TOOL_SCOPES={"delete_record": ["Records.Delete"]}',
-    "toolsets": "DYNAMICS_MCP_TOOLSETS=records,bulk",
+    "toolsets": "DYNAMICS_MCP_TOOLSETS=records,bulk,actions",
     "ca_bundle": "SSL_CERT_FILE=/path/to/ca-bundle.pem",
     "proxy": 'proxy = "http://proxy.contoso.com:8080" in the TOML file',
     "cursor_key": (

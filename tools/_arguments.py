@@ -10,7 +10,7 @@ from pydantic import Field
 # The server's instructions explain environment and table once, rather than in every tool's schema again.
 EnvironmentName = str | None
 TableName = str
-RowId = Annotated[uuid.UUID, Field(description="Row GUID")]
+RowId = uuid.UUID  # "format": "uuid" in the schema says what it is
 RowIdOrNone = Annotated[uuid.UUID | None, Field(description="Row GUID, or give key")]
 AlternateKey = Annotated[
     dict[str, str | int] | None,

@@ -5,6 +5,7 @@
     update_record outcome=unknown reason=failed table=account id=5d1c07b4-... environment=contoso user=...
     create_record outcome="not written" reason=invalid table='acount\\nfake line' id=- environment=- user=...
     write_records outcome=written table=contact id=77c8ba72-... environment=contoso user=...   (one per write)
+    run_action outcome=written action=QualifyLead table=lead id=0f8e5a2c-... environment=contoso user=...
 
 Outcomes: `written`; `"not written"`; `unknown` when the service may have applied the write (its answer was
 lost after every retry, or the call was interrupted while the request was out). A write that did not happen
@@ -15,7 +16,8 @@ or broke off).
 
 A line names the tool, table, row, environment and caller, never values nor error text (which may quote
 values). Names the model typed are logged quoted, escaped and cut short until they resolve to a real table or
-environment, so a name can never end a line or forge one.
+environment, so a name can never end a line or forge one. run_action logs the actions it runs or refuses, and no
+line for a function (a read).
 """
 
 from __future__ import annotations
@@ -61,11 +63,20 @@ class WriteAttempt:
     """One call of a write tool as the audit log sees it; `audited` writes its line when the call ends."""
 
     def __init__(
-        self, ctx: Context[AppState, Any], tool: str, table: str, id: object = None, environment: str | None = None
+        self,
+        ctx: Context[AppState, Any],
+        tool: str,
+        table: str | None,
+        id: object = None,
+        environment: str | None = None,
+        action: str | None = None,
     ) -> None:
         self.ctx = ctx
         self.tool = tool
-        self.table = _untrusted(table)
+        self.table = "-" if table is None else _untrusted(table)
+        self.action = None if action is None else _untrusted(action)
+        # False once the call turns out to write nothing by its nature (run_action of a function): no line then.
+        self.is_write = True
         # Each name is kept as its log field: quoted until it is resolved or checked.
         self.id = "-" if id is None else str(id) if isinstance(id, uuid.UUID) else _untrusted(str(id))
         self.environment = "-" if environment is None else _untrusted(environment)
@@ -87,6 +98,15 @@ class WriteAttempt:
         """What `open` found for another write of the same call, for this one: the names it logs from here on."""
         self.environment, self.table = _field(target.name), _field(metadata.logical_name)
         return target, metadata
+
+    def resolved(self, *, environment: str | None = None, table: str | None = None, action: str | None = None) -> None:
+        """Names checked or resolved by the tool itself, logged as they are from here on."""
+        if environment is not None:
+            self.environment = _field(environment)
+        if table is not None:
+            self.table = _field(table)
+        if action is not None:
+            self.action = _field(action)
 
     def identify(self, row_id: str) -> None:
         """The row's id, once known (a GUID this server made or the service returned)."""
@@ -139,11 +159,14 @@ class WriteAttempt:
         return "not written", "failed" if isinstance(error, Exception) else "interrupted"
 
     def log(self, outcome: Outcome, reason: Reason | None) -> None:
+        if not self.is_write:
+            return
         audit.info(
-            "%s outcome=%s%s table=%s id=%s environment=%s user=%s",
+            "%s outcome=%s%s%s table=%s id=%s environment=%s user=%s",
             self.tool,
             '"not written"' if outcome == "not written" else outcome,
             f" reason={reason}" if reason else "",
+            f" action={self.action}" if self.action is not None else "",
             self.table,
             self.id,
             self.environment,
@@ -162,10 +185,11 @@ def audited(
     ctx: Context[AppState, Any],
     tool: str,
     *,
-    table: str,
+    table: str | None,
     id: object = None,
     environment: str | None = None,
     checks_only: bool = False,
+    action: str | None = None,
 ) -> Iterator[WriteAttempt]:
     """Audit the write tool call run in the block: one line when it ends, however it ends.
 
@@ -173,7 +197,7 @@ def audited(
     `checks_only`: the block only checks before the write is confirmed (a resolver that asks the user); it logs
     only when it stops the call, and the tool body's block logs every other ending.
     """
-    attempt = WriteAttempt(ctx, tool, table, id, environment)
+    attempt = WriteAttempt(ctx, tool, table, id, environment, action)
     try:
         yield attempt
     except BaseException as error:

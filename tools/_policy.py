@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 from mcp.server.mcpserver.exceptions import ToolError
 
-from dataverse import TableSummary, UnknownTable, resolve_table_name
+from dataverse import OperationCatalog, TableSummary, UnknownTable, resolve_table_name
 
 WRITE_TOOLS = frozenset(
-    {"create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records"}
+    {"create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records", "run_action"}
 )
 MAX_WRITES = 1000  # writes in one write_records call: one $batch holds at most 1,000 requests
 
@@ -27,7 +27,12 @@ class TableRefused(ToolError):
 
 
 class PolicyError(Exception):
-    """The allow or deny list names a table the environment does not have; the message says which."""
+    """An allow, deny or trusted list names a table or operation the environment does not have; the message says
+    which."""
+
+
+class ActionRefused(ToolError):
+    """The action lists or read-only mode refuse an operation a call names; nothing was sent."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +56,25 @@ class TableAccess:
 
 
 @dataclass(frozen=True)
+class ActionAccess:
+    """The action lists resolved against one environment: operation names as the service declares them."""
+
+    allowed: frozenset[str] | None = None  # None: every operation not denied
+    denied: frozenset[str] = frozenset()
+    trusted: frozenset[str] = frozenset()  # actions run without asking the user
+
+    def allows(self, name: str) -> bool:
+        return name not in self.denied and (self.allowed is None or name in self.allowed)
+
+    def check(self, name: str) -> None:
+        if not self.allows(name):
+            raise ActionRefused(
+                f"{name} is not available through this server (its action allow or deny list). "
+                "Use list_actions to see the actions and functions you can use."
+            )
+
+
+@dataclass(frozen=True)
 class Policy:
     read_only: bool = False
     allowed_tables: frozenset[str] = field(default_factory=frozenset)  # as configured; empty: every table
@@ -58,6 +82,9 @@ class Policy:
     tool_scopes: Mapping[str, frozenset[str]] = field(default_factory=dict)  # tool -> scopes it needs
     max_writes: int = MAX_WRITES  # writes one write_records call may carry (DYNAMICS_MCP_MAX_WRITES)
     toolsets: frozenset[str] = field(default_factory=frozenset)  # the groups of tools offered; empty: all
+    allowed_actions: frozenset[str] = field(default_factory=frozenset)  # actions and functions; empty: all
+    denied_actions: frozenset[str] = field(default_factory=frozenset)
+    trusted_actions: frozenset[str] = field(default_factory=frozenset)  # run without the user's confirmation
 
     @property
     def lists_tables(self) -> bool:
@@ -82,6 +109,33 @@ class Policy:
         if problems:
             raise PolicyError(". ".join(problems) + ".")
         return TableAccess(allowed, denied)
+
+    @property
+    def lists_actions(self) -> bool:
+        return bool(self.allowed_actions or self.denied_actions or self.trusted_actions)
+
+    def resolve_actions(self, environment: str, catalog: OperationCatalog) -> ActionAccess:
+        """The action lists as names `catalog` declares (any case); PolicyError names every entry that matches none."""
+        problems: list[str] = []
+
+        def resolved(entries: frozenset[str], setting: str) -> frozenset[str]:
+            names = set()
+            for entry in sorted(entries):
+                declared = catalog.declared_name(entry)
+                if declared is not None:
+                    names.add(declared)
+                    continue
+                closest = catalog.closest(entry, 1)
+                hint = f"; the closest is '{closest[0]}'" if closest else ""
+                problems.append(f"{setting} names '{entry}', which is no action or function of {environment}{hint}")
+            return frozenset(names)
+
+        allowed = resolved(self.allowed_actions, "DYNAMICS_MCP_ALLOWED_ACTIONS") if self.allowed_actions else None
+        denied = resolved(self.denied_actions, "DYNAMICS_MCP_DENIED_ACTIONS")
+        trusted = resolved(self.trusted_actions, "DYNAMICS_MCP_TRUSTED_ACTIONS")
+        if problems:
+            raise PolicyError(". ".join(problems) + ".")
+        return ActionAccess(allowed, denied, trusted)
 
     def check_scopes(self, tool: str, granted: Collection[str] | None) -> None:
         """Raise the tool error when a signed-in caller's token lacks a scope this tool needs.

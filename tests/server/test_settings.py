@@ -99,6 +99,8 @@ def test_variables_named_like_a_setting_change_nothing(monkeypatch: pytest.Monke
         ("DYNAMICS_MCP_AUTH", "interactive", "auth", "interactive"),
         ("DYNAMICS_MCP_READ_ONLY", "true", "read_only", True),
         ("DYNAMICS_MCP_ALLOWED_TABLES", "Account, contact", "allowed_tables", frozenset({"account", "contact"})),
+        ("DYNAMICS_MCP_DENIED_ACTIONS", "WinOpportunity, WhoAmI", "denied_actions", {"winopportunity", "whoami"}),
+        ("DYNAMICS_MCP_TRUSTED_ACTIONS", "CloseIncident", "trusted_actions", frozenset({"closeincident"})),
         ("DYNAMICS_MCP_AUDIENCE", "api://app, App-Id", "audience", ("api://app", "App-Id")),
         ("DATAVERSE_READ_TIMEOUT", "45", "read_timeout", 45.0),
         (

@@ -224,8 +224,13 @@ async def test_list_tables_hides_private_tables_unless_system_ones_are_asked_for
 
 async def test_read_only_mode_lists_no_write_tools(sandbox: Sandbox) -> None:
     async with Client(server_for(sandbox, read_only=True)) as client:
-        names = {tool.name for tool in (await client.list_tools()).tools}
-    assert names == {"list_environments", "list_tables", "describe_table", "query_records", "get_record"}
+        tools = (await client.list_tools()).tools
+    # run_action stays, as a read: in read-only mode it runs functions and refuses actions.
+    assert {tool.name for tool in tools} == {
+        "list_environments", "list_tables", "describe_table", "query_records", "get_record", "list_actions",
+        "run_action",
+    }  # fmt: skip
+    assert all(tool.annotations is not None and tool.annotations.read_only_hint for tool in tools)
 
 
 async def test_every_tool_has_annotations_and_schemas(sandbox: Sandbox) -> None:
@@ -234,13 +239,14 @@ async def test_every_tool_has_annotations_and_schemas(sandbox: Sandbox) -> None:
     assert [tool.name for tool in tools] == [
         "list_environments", "list_tables", "describe_table", "query_records", "get_record",
         "create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records",
+        "list_actions", "run_action",
     ]  # fmt: skip
     for tool in tools:
         assert tool.annotations is not None and tool.output_schema is not None and tool.description
         hints = tool.annotations
         assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint)
     assert {tool.name for tool in tools if tool.annotations.read_only_hint} == {  # type: ignore[union-attr]
-        "list_environments", "list_tables", "describe_table", "query_records", "get_record",
+        "list_environments", "list_tables", "describe_table", "query_records", "get_record", "list_actions",
     }  # fmt: skip
 
 
