@@ -37,15 +37,14 @@ from dataverse import (
     DataverseError,
     InvalidQuery,
     PermissionDenied,
-    TableMetadata,
     UnknownTable,
     ValidationFailed,
     WriteRefused,
 )
 
 from ._policy import TableRefused
-from ._read import open_table
-from ._state import AppState, Environment
+from ._read import OpenTable, open_table
+from ._state import AppState
 
 audit = logging.getLogger("dynamics_mcp.audit")
 
@@ -85,19 +84,19 @@ class WriteAttempt:
         self.stage: Stage = "checking"
         self.settled: tuple[Outcome, Reason | None] | None = None  # one write of a set, as the client reported it
 
-    async def open(self, environment: str | None, table: str) -> tuple[Environment, TableMetadata]:
+    async def open(self, environment: str | None, table: str) -> OpenTable:
         """`open_table`, naming the environment and table from here on; its tool errors are refusals."""
         try:
-            target, metadata = await open_table(self.ctx, environment, table)
+            found = await open_table(self.ctx, environment, table)
         except ToolError:
             self.reason = "refused"  # the caller's scopes or the table policy: the names were not checked yet
             raise
-        return self.opened(target, metadata)
+        return self.opened(found)
 
-    def opened(self, target: Environment, metadata: TableMetadata) -> tuple[Environment, TableMetadata]:
+    def opened(self, found: OpenTable) -> OpenTable:
         """What `open` found for another write of the same call, for this one: the names it logs from here on."""
-        self.environment, self.table = _field(target.name), _field(metadata.logical_name)
-        return target, metadata
+        self.environment, self.table = _field(found.target.name), _field(found.metadata.logical_name)
+        return found
 
     def resolved(self, *, environment: str | None = None, table: str | None = None, action: str | None = None) -> None:
         """Names checked or resolved by the tool itself, logged as they are from here on."""

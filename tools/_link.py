@@ -22,7 +22,6 @@ from dataverse import Navigation, TableMetadata, associate, disassociate, is_ass
 from ._arguments import EnvironmentName, RowId, TableName
 from ._audit import audited
 from ._errors import reported_as_tool_errors
-from ._read import state
 
 # Unlinking removes a link and linking may replace a lookup's value: destructive; a repeat changes nothing more.
 LINK: Final = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=True)
@@ -65,8 +64,7 @@ async def link_records(
         reported_as_tool_errors(writing=True),
         audited(ctx, "link_records", table=table, id=id, environment=environment) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await attempt.open(environment, table)
         other = await target.client.resolve_table(target_table)
         access.check(other.logical_name)
         link = _navigation(metadata, relationship, other.logical_name, access.allows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, NamedTuple
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import Context
@@ -15,6 +15,7 @@ from dataverse import InvalidQuery, TableMetadata
 from ._arguments import AlternateKey, Columns, EnvironmentName, RowIdOrNone, TableName
 from ._errors import reported_as_tool_errors, unknown_columns
 from ._output import shape_row, table_description
+from ._policy import TableAccess
 from ._state import AppState, Environment, default_environment
 
 READ: Final = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=True)
@@ -78,16 +79,22 @@ def names(columns: list[str] | str | None) -> list[str]:
     return [item.strip() for item in items if item.strip()]
 
 
-async def open_table(
-    ctx: Context[AppState, Any], environment: str | None, table: str
-) -> tuple[Environment, TableMetadata]:
+class OpenTable(NamedTuple):
+    """A table a tool works on: its environment, its metadata, and the table policy of that environment."""
+
+    target: Environment
+    metadata: TableMetadata
+    access: TableAccess
+
+
+async def open_table(ctx: Context[AppState, Any], environment: str | None, table: str) -> OpenTable:
     """The environment and the table's metadata, once the policy allows the table (nothing is read before)."""
     app = state(ctx)
     target = await app.environments.open(environment)
     access = await app.access(target)
     summary = await target.client.resolve_table(table)
     access.check(summary.logical_name)
-    return target, await target.client.table(summary.logical_name)
+    return OpenTable(target, await target.client.table(summary.logical_name), access)
 
 
 async def list_environments(ctx: Context[AppState, Any]) -> EnvironmentList:
@@ -160,8 +167,7 @@ async def describe_table(
 ) -> TableDescription:
     """A table's columns (type, limits, label, choices); call before filtering or writing."""
     with reported_as_tool_errors():
-        target, metadata = await open_table(ctx, environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await open_table(ctx, environment, table)
         choices = await target.client.choices(metadata.logical_name)
     described = table_description(
         metadata,
@@ -188,8 +194,7 @@ async def get_record(
             raise InvalidQuery("Give either id or key, not both.")
         if id is None and key is None:
             raise InvalidQuery("Give the row's id, or its alternate key as key.")
-        target, metadata = await open_table(ctx, environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await open_table(ctx, environment, table)
         columns = names(select)
         unknown = [name for name in columns if name.lower() not in metadata.columns]
         if unknown:

@@ -30,7 +30,6 @@ from ._audit import audited
 from ._errors import reported_as_tool_errors
 from ._output import shape_row
 from ._policy import TableAccess
-from ._read import state
 from ._values import request_body
 
 CREATE: Final = ToolAnnotations(
@@ -75,7 +74,7 @@ async def ask_to_delete(
         reported_as_tool_errors(writing=True),
         audited(ctx, "delete_record", table=table, id=id, environment=environment, checks_only=True) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
+        target, metadata, _ = await attempt.open(environment, table)
         if confirm:
             return DeleteConfirmation(confirm=True)  # injected as an accepted answer
         capabilities = ctx.client_capabilities
@@ -105,8 +104,7 @@ async def create_record(
         reported_as_tool_errors(writing=True),
         audited(ctx, "create_record", table=table, environment=environment) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await attempt.open(environment, table)
         body = await request_body(target.client, access, metadata, values, creating=True)
         # The row's id is chosen here rather than by the client, so that even a lost answer is audited with it.
         attempt.identify(body.setdefault(metadata.primary_id, str(uuid.uuid4())))
@@ -128,8 +126,7 @@ async def update_record(
         reported_as_tool_errors(writing=True),
         audited(ctx, "update_record", table=table, id=id, environment=environment) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await attempt.open(environment, table)
         row_key = _key(id, key)
         body = await request_body(target.client, access, metadata, values, creating=False)
         written = await attempt.write(target.client.update(metadata.logical_name, row_key, body, etag=etag))
@@ -151,8 +148,7 @@ async def upsert_record(
         reported_as_tool_errors(writing=True),
         audited(ctx, "upsert_record", table=table, id=id, environment=environment) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
-        access = await state(ctx).access(target)
+        target, metadata, access = await attempt.open(environment, table)
         row_key = _key(id, key)
         body = await request_body(target.client, access, metadata, values, creating=mode != "update_only")
         written = await attempt.write(target.client.upsert(metadata.logical_name, row_key, body, mode=mode))
@@ -174,7 +170,7 @@ async def delete_record(
         reported_as_tool_errors(writing=True),
         audited(ctx, "delete_record", table=table, id=id, environment=environment) as attempt,
     ):
-        target, metadata = await attempt.open(environment, table)
+        target, metadata, _ = await attempt.open(environment, table)
         if not isinstance(confirmation, AcceptedElicitation) or not confirmation.data.confirm:
             attempt.decline()
             return DeleteResult(table=metadata.logical_name, id=str(id), deleted=False)

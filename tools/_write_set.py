@@ -42,7 +42,7 @@ from ._arguments import EnvironmentName, TableName
 from ._audit import WriteAttempt, audited_each
 from ._errors import reported_as_tool_errors, unknown_columns
 from ._policy import TableAccess, TableRefused
-from ._read import state
+from ._read import OpenTable, state
 from ._state import AppState, Environment
 from ._values import request_body
 
@@ -187,14 +187,14 @@ async def check_writes(
     target: Environment | None = None
     checked: dict[int, tuple[RowWrite, TableMetadata]] = {}
     problems: dict[int, ToolError | DataverseError | LookupError] = {}
-    opened: dict[str, tuple[Environment, TableMetadata]] = {}  # by the table as written: open each once
+    opened: dict[str, OpenTable] = {}  # by the table as written: open each once
     for index, (write, attempt) in enumerate(zip(writes, attempts, strict=True)):
         try:
             if write.table in opened:
-                target, metadata = attempt.opened(*opened[write.table])
+                target, metadata, access = attempt.opened(opened[write.table])
             else:
-                target, metadata = opened[write.table] = await attempt.open(environment, write.table)
-            row_write = await _checked(target, await app.access(target), metadata, write)
+                target, metadata, access = opened[write.table] = await attempt.open(environment, write.table)
+            row_write = await _checked(target, access, metadata, write)
         except (ToolError, DataverseError, LookupError) as problem:
             if isinstance(problem, DataverseError) and not isinstance(problem, InvalidQuery | UnknownTable):
                 raise  # the service or the network failed: nothing is wrong with the write
