@@ -234,53 +234,41 @@ def protected_resource(settings: ServerSettings, resource_url: str) -> tuple[Aut
     return auth, verifier
 
 
-async def check_table_policy(policy: Policy, environments: StaticEnvironments | SandboxEnvironments) -> None:
-    """At start-up, a table list entry that names no table of an environment stops the server, saying which.
+async def check_policy_lists(policy: Policy, environments: StaticEnvironments | SandboxEnvironments) -> None:
+    """At start-up, a table or action list entry that names nothing of an environment stops the server, saying
+    which.
 
-    An environment that cannot be reached now is checked on first use instead (its tools are refused then).
-    With a table list, start-up waits for the embedded sandbox; without one, it never does.
+    Tables come from the table list, operations from `$metadata`, each read only when its list is set. An
+    environment that cannot be reached now is checked on first use instead (its tools are refused then). With
+    a list, start-up waits for the embedded sandbox; without one, it never does.
     """
-    if not policy.lists_tables:
+
+    async def tables(environment: Environment) -> None:
+        policy.resolve(environment.name, await environment.client.list_tables())
+
+    async def actions(environment: Environment) -> None:
+        policy.resolve_actions(environment.name, await environment.client.operations())
+
+    checks = [
+        (what, check)
+        for what, check, wanted in (("table", tables, policy.lists_tables), ("action", actions, policy.lists_actions))
+        if wanted
+    ]
+    if not checks:
         return
     try:
         listed = await environments.all()
     except DataverseError as error:  # the embedded sandbox did not start: every tool call says so
-        logger.warning("Could not check the table policy now: %s", error)
+        logger.warning("Could not check the %s policy now: %s", " and ".join(what for what, _ in checks), error)
         return
     for environment in listed:
-        try:
-            tables = await environment.client.list_tables()
-        except DataverseError as error:
-            logger.warning("Could not check the table policy against %s now: %s", environment.name, error)
-            continue
-        try:
-            policy.resolve(environment.name, tables)
-        except PolicyError as error:
-            raise ConfigurationError(str(error)) from None
-
-
-async def check_action_policy(policy: Policy, environments: StaticEnvironments | SandboxEnvironments) -> None:
-    """At start-up, an action list entry that names no operation of an environment stops the server, saying which.
-
-    The operations come from the environment's `$metadata`, read only when an action list is set.
-    """
-    if not policy.lists_actions:
-        return
-    try:
-        listed = await environments.all()
-    except DataverseError as error:
-        logger.warning("Could not check the action policy now: %s", error)
-        return
-    for environment in listed:
-        try:
-            catalog = await environment.client.operations()
-        except DataverseError as error:
-            logger.warning("Could not check the action policy against %s now: %s", environment.name, error)
-            continue
-        try:
-            policy.resolve_actions(environment.name, catalog)
-        except PolicyError as error:
-            raise ConfigurationError(str(error)) from None
+        for what, check in checks:
+            try:
+                await check(environment)
+            except DataverseError as error:
+                logger.warning("Could not check the %s policy against %s now: %s", what, environment.name, error)
+            except PolicyError as error:
+                raise ConfigurationError(str(error)) from None
 
 
 def cursors(settings: ServerSettings, transport: str) -> Cursors:
@@ -333,8 +321,7 @@ def build_server(
             else:
                 environments = await open_environments(settings, http, stack, retry)
                 if isinstance(environments, StaticEnvironments | SandboxEnvironments):
-                    await check_table_policy(policy, environments)
-                    await check_action_policy(policy, environments)
+                    await check_policy_lists(policy, environments)
             yield AppState(environments=environments, policy=policy, cursors=cursors(settings, transport))
 
     return MCPServer[AppState](
