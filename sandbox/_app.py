@@ -310,6 +310,10 @@ class Sandbox:
     def _application(self, sites: dict[int, str], web_apis: dict[int, WebApi], discovery: Discovery) -> Starlette:
         async def web_api(request: Request) -> Response:
             port = request.scope["server"][1]
+            if port in web_apis and request.url.path.startswith("/api/search/"):
+                from ._search import answer_search  # deferred: needed only by Dataverse search requests
+
+                return await answer_search(web_apis[port], request)
             if port in web_apis:
                 return await web_apis[port](request)
             if request.url.path.startswith("/api/discovery/"):

@@ -48,6 +48,7 @@ class Environment:
     dop_hint: int = 4
     clock: Callable[[], datetime] = utc_now  # what "now" is: row timestamps and relative dates in $filter
     metadata_padding_mb: int = 0  # synthetic tables declared in $metadata until it is this large (benchmarks)
+    expire_change_tracking_in_days: int = 7  # the organization's ExpireChangeTrackingInDays: a delta link's life
 
     @property
     def catalog(self) -> Catalog:

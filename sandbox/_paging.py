@@ -3,6 +3,7 @@
 As "Page results using OData" shows them: `Prefer: odata.maxpagesize` sets the page size (up to 5,000) and is
 echoed in `Preference-Applied`; the `@odata.nextLink` is the same query with a `$skiptoken` holding a paging
 cookie that names the next page number and the first and last rows of the page returned, URL-encoded twice.
+`Prefer: odata.track-changes` asks for a delta link (`_changes.py`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Preferences:
     max_page_size: int | None
     annotations: Annotations
     representation: bool
+    track_changes: bool = False
 
     @classmethod
     def parse(cls, header: str) -> Preferences:
@@ -33,10 +35,13 @@ class Preferences:
             max_page_size=int(size.group(1)) if size else None,
             annotations=Annotations.from_prefer(header),
             representation="return=representation" in header,
+            track_changes="odata.track-changes" in header,
         )
 
-    def applied(self, *, page_size_used: bool) -> str:
+    def applied(self, *, page_size_used: bool, changes_tracked: bool = False) -> str:
         parts = []
+        if self.track_changes and changes_tracked:
+            parts.append("odata.track-changes")
         if self.max_page_size is not None and page_size_used:
             parts.append(f"odata.maxpagesize={self.max_page_size}")
         if self.annotations.requested:

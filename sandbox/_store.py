@@ -1,8 +1,9 @@
 """SQLite storage for one environment: a table per Dataverse table, a column per attribute.
 
 Values are stored as `_expression.py` describes. Every write takes the next row version from one counter,
-which is what `@odata.etag` and `If-Match` compare. The connection is used from the event loop's thread
-only, so writes are serialised exactly as a single Dataverse organization database would order them.
+which is what `@odata.etag` and `If-Match` compare; a deleted row leaves a tombstone (table, id, the version of
+its deletion) so change tracking can report it, across restarts too. The connection is used from the event
+loop's thread only, so writes are serialised exactly as a single Dataverse organization database would order them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from ._catalog import Catalog, Column, Table
 
 StoredValue = str | int | float | None
 StoredRow = dict[str, StoredValue]
+
+_DELETED: Final = "_deleted_rows"  # tombstones; no Dataverse logical name starts with an underscore
 
 _SQL_TYPES: Final = {
     "string": "TEXT COLLATE NOCASE",
@@ -63,6 +66,13 @@ class Store:
         with self.transaction():
             self.connection.execute("CREATE TABLE IF NOT EXISTS _sandbox (name TEXT PRIMARY KEY, value INTEGER)")
             self.connection.execute("INSERT OR IGNORE INTO _sandbox VALUES ('rowversion', 1000000)")
+            self.connection.execute(
+                f"CREATE TABLE IF NOT EXISTS {_DELETED} (tablename TEXT NOT NULL, id TEXT NOT NULL, "
+                "versionnumber INTEGER NOT NULL)"
+            )
+            self.connection.execute(
+                f"CREATE INDEX IF NOT EXISTS ix_deleted_rows ON {_DELETED} (tablename, versionnumber)"
+            )
             for table in self.catalog:
                 self.connection.execute(self._create_table_sql(table))
                 for statement in self._index_sql(table):
@@ -119,6 +129,10 @@ class Store:
 
     def next_version(self) -> int:
         self.connection.execute("UPDATE _sandbox SET value = value + 1 WHERE name = 'rowversion'")
+        return self.version()
+
+    def version(self) -> int:
+        """The last row version given out: every write so far has it or an older one."""
         row = self.connection.execute("SELECT value FROM _sandbox WHERE name = 'rowversion'").fetchone()
         return int(row[0])
 
@@ -168,9 +182,30 @@ class Store:
         )
 
     def delete(self, table: Table, row_id: str) -> None:
-        self.connection.execute(
-            f"DELETE FROM {quote(table.logical_name)} WHERE {quote(table.primary_id)} = ?", (row_id,)
+        """Delete one row, leaving its tombstone."""
+        with self.transaction():
+            deleted = self.connection.execute(
+                f"DELETE FROM {quote(table.logical_name)} WHERE {quote(table.primary_id)} = ?", (row_id,)
+            )
+            if deleted.rowcount:
+                self.connection.execute(
+                    f"INSERT INTO {_DELETED} VALUES (?, ?, ?)", (table.logical_name, row_id, self.next_version())
+                )
+
+    def deletions(self, table: Table, after: int, upto: int, limit: int | None = None) -> list[tuple[str, int]]:
+        """The ids of rows deleted with a version in (`after`, `upto`], each with its last deletion's version, oldest
+        first; a row that exists again (created anew with its old id by `upto`) is not deleted."""
+        sql = (
+            f"SELECT d.id, MAX(d.versionnumber) FROM {_DELETED} AS d WHERE d.tablename = ? "
+            "AND d.versionnumber > ? AND d.versionnumber <= ? AND NOT EXISTS (SELECT 1 FROM "
+            f"{quote(table.logical_name)} AS t WHERE t.{quote(table.primary_id)} = d.id AND t.versionnumber <= ?) "
+            "GROUP BY d.id ORDER BY 2"
         )
+        parameters: list[object] = [table.logical_name, after, upto, upto]
+        if limit is not None:
+            sql += " LIMIT ?"
+            parameters.append(limit)
+        return [(str(row[0]), int(row[1])) for row in self.connection.execute(sql, parameters).fetchall()]
 
     def select(self, sql: str, parameters: Iterable[object]) -> list[StoredRow]:
         return [dict(row) for row in self.connection.execute(sql, tuple(parameters)).fetchall()]

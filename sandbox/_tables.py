@@ -16,6 +16,7 @@ from importlib import resources
 from typing import Any, Final
 
 from ._catalog import Catalog, JsonObject, table_from_metadata
+from ._search_index import SEARCH_INDEX
 
 _NAMESPACE: Final = uuid.UUID("5b0c1c2e-8f3e-4a8e-9d5a-0d7f3f6a2b11")
 LANGUAGE_CODE: Final = 1033
@@ -416,6 +417,7 @@ def _reference_table(file_name: str, *, primary_name: str, display: str, plural:
         IsIntersect=False,
         IsPrivate=False,
         TableType="Standard",
+        ChangeTrackingEnabled=True,
     )
     return entity_metadata
 
@@ -824,6 +826,10 @@ _MANY_TO_MANY: Final = (
 
 def _finish_declared(entity_metadata: JsonObject) -> None:
     entity_metadata.update({k: v for k, v in _DECLARED_DEFAULTS.items() if k not in entity_metadata})
+    # Change tracking: on for the standard tables, as the service ships them; off for the custom table (its maker
+    # did not tick "Track changes"), the private table and the intersect tables.
+    untracked = ("IsCustomEntity", "IsPrivate", "IsIntersect")
+    entity_metadata.setdefault("ChangeTrackingEnabled", not any(entity_metadata.get(flag) for flag in untracked))
     primary_id = entity_metadata["PrimaryIdAttribute"]
     for attribute in entity_metadata["Attributes"]:
         name = attribute["LogicalName"]
@@ -983,6 +989,8 @@ def entity_definitions() -> tuple[JsonObject, ...]:
     for entity_metadata in declared:
         _finish_declared(entity_metadata)
     entities = [account, opportunity, *declared]
+    for entity_metadata in entities:  # "Search for Dataverse records": searchable once this is set
+        entity_metadata["SyncToExternalSearchIndex"] = entity_metadata["LogicalName"] in SEARCH_INDEX
     _add_relationships(entities)
     _add_many_to_many(entities)
     return tuple(entities)

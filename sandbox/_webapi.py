@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ._associate import answer_ref, refuse_direct_writes, related_rows
 from ._binding import FilterBinder
 from ._catalog import Column, JsonObject, Table
+from ._changes import asks_for_changes, count_changes, read_changes
 from ._directory import BUSINESS_UNIT_ID, find_user
 from ._environment import Environment, RowKey
 from ._errors import (
@@ -291,6 +292,9 @@ class WebApi:
 
     def count(self, request: Request, table: Table, caller: Caller, within: Expression | None = None) -> Response:
         """`<entity set>/$count`: the number of matching rows, up to 5,000, as plain text."""
+        if within is None and "$deltatoken" in request.query_params:  # the number of changes since a delta link
+            total = count_changes(self.environment, table, caller, self.query_options(request, {"$deltatoken"}))
+            return Response(str(min(total, COUNT_LIMIT)), media_type="text/plain")
         options = self.query_options(request, allowed={"$filter"})
         query = RowQuery(table, filter=conjunction([within, self.condition(options, table, self.binder(caller))]))
         total = min(count_rows(self.environment.store, query, caller), COUNT_LIMIT)
@@ -305,8 +309,12 @@ class WebApi:
         within: Expression | None = None,
     ) -> Response:
         """Rows of `table` (`within` a filtered collection) as the query options ask."""
-        options = self.query_options(request)
         environment = self.environment
+        if within is None and asks_for_changes(request.url.query, preferences):
+            options = self.query_options(request, _QUERY_OPTIONS | {"$deltatoken"})
+            body, applied = read_changes(environment, table, caller, options, preferences, self.names())
+            return json_response(200, body, {"preference-applied": applied} if applied else None)
+        options = self.query_options(request)
         if "fetchXml" in options:
             from ._fetch import run_fetch  # deferred: FetchXML parsing is needed only by FetchXML queries
 
