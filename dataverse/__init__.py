@@ -2,6 +2,7 @@
 
 from ._associations import Navigation, RelationshipKind, associate, disassociate, is_associated, navigations
 from ._batch import RowWrite
+from ._changes import Change, ChangePage, ChangePosition
 from ._client import DataverseClient, Page, Position, Row, RowKey, UpsertMode, WhoAmI, Written
 from ._csdl import (
     CsdlReader,
@@ -24,12 +25,14 @@ from ._discovery import (
 from ._errors import (
     NOTHING_WRITTEN,
     AuthenticationFailed,
+    ChangeTokenExpired,
     DataverseError,
     DuplicateRecord,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
     RequestTimeout,
+    SearchDisabled,
     ServiceError,
     ServiceUnavailable,
     Throttled,
@@ -60,6 +63,7 @@ from ._operations import (
     check_parameters,
 )
 from ._retry import RetryPolicy
+from ._search import IndexedTable, SearchHit, SearchResult
 from ._single_flight import SingleFlight
 from ._tokens import AccessToken, StaticTokenProvider, TokenProvider
 from ._transport import api_base_url, is_loopback
@@ -73,6 +77,10 @@ __all__ = [
     "AccessToken",
     "AlternateKey",
     "AuthenticationFailed",
+    "Change",
+    "ChangePage",
+    "ChangePosition",
+    "ChangeTokenExpired",
     "Choice",
     "Column",
     "ConnectionSettings",
@@ -84,6 +92,7 @@ __all__ = [
     "EntityValues",
     "Expand",
     "FetchQuery",
+    "IndexedTable",
     "Instance",
     "InvalidMetadata",
     "InvalidParameters",
@@ -109,6 +118,9 @@ __all__ = [
     "RowKey",
     "RowOutcome",
     "RowWrite",
+    "SearchDisabled",
+    "SearchHit",
+    "SearchResult",
     "ServiceError",
     "ServiceUnavailable",
     "SingleFlight",

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, quote, urlsplit
 
@@ -18,6 +19,7 @@ import anyio
 import httpx2
 
 from ._batch import RowWrite
+from ._changes import ChangePage, ChangePosition, current_token, read_changes, served_at
 from ._csdl import OperationCatalog
 from ._errors import DataverseError, NotFound, write_outcome
 from ._fetchxml import FetchQuery, paging_cookie_from_annotation
@@ -34,6 +36,7 @@ from ._metadata import (
 from ._odata import IDENTIFIER, InvalidQuery, LiteralValue, ODataQuery, identifier, key_segment, literal
 from ._operations import OperationResult, invoke, read_catalog
 from ._retry import RetryPolicy
+from ._search import IndexedTable, SearchResult, indexed_tables, search, search_transport
 from ._tokens import TokenProvider
 from ._transport import DATAVERSE_CONCURRENCY_LIMIT, DEFAULT_API_VERSION, Transport, api_base_url
 from ._write_set import Progress, WriteSet, WriteSetResult
@@ -84,6 +87,7 @@ class Page:
     rows: list[Row]
     count: int | None
     next: Position | None = None
+    served_at: datetime | None = None  # the service's clock when it answered (its Date header)
 
 
 @dataclass(frozen=True)
@@ -129,6 +133,8 @@ class DataverseClient:
         self._metadata: SingleFlightCache[TableMetadata] = SingleFlightCache(metadata_ttl)
         self._choices: SingleFlightCache[dict[str, tuple[Choice, ...]]] = SingleFlightCache(metadata_ttl)
         self._operations: SingleFlightCache[OperationCatalog] = SingleFlightCache(metadata_ttl)
+        self._indexed: SingleFlightCache[list[IndexedTable]] = SingleFlightCache(metadata_ttl)
+        self.search_transport = search_transport(self.transport, self.environment_url)
         # (CreateMultiple, account): bulk messages the service said a table does not support (see `write_set`).
         self.unsupported_messages: set[tuple[str, str]] = set()
 
@@ -226,6 +232,24 @@ class DataverseClient:
         `_operations.py`. Parameters are checked against the declaration before anything is sent."""
         return await invoke(self, name, parameters or {}, table=table, row_id=id)
 
+    # -- search ------------------------------------------------------------------------------------------
+
+    async def search(
+        self,
+        text: str,
+        *,
+        tables: Sequence[str] = (),
+        filter: str | None = None,
+        top: int | None = None,
+        count: bool = False,
+    ) -> SearchResult:
+        """Dataverse search (relevance, across tables); SearchDisabled when the environment has it off."""
+        return await search(self.search_transport, text, tables=tables, filter=filter, top=top, count=count)
+
+    async def indexed_tables(self) -> list[IndexedTable]:
+        """The tables the search index holds, cached."""
+        return await self._indexed.get("indexed", lambda: indexed_tables(self.search_transport))
+
     # -- reading rows --------------------------------------------------------------------------------------
 
     def _entity_path(self, entity_set: str, key: RowKey) -> str:
@@ -283,7 +307,7 @@ class DataverseClient:
         if next_link and (top is None or delivered + len(rows) < top):
             token = self._skiptoken(str(next_link))
             following = Position(token, (position.page if position else 1) + 1, delivered + len(rows))
-        return Page(rows=rows, count=body.get("@odata.count"), next=following)
+        return Page(rows=rows, count=body.get("@odata.count"), next=following, served_at=served_at(outcome.response))
 
     def _skiptoken(self, next_link: str) -> str:
         """The paging token of an `@odata.nextLink`; the rest of the link is the query the client sent."""
@@ -325,6 +349,34 @@ class DataverseClient:
             if page.next is None:
                 return
             position = page.next
+
+    # -- change tracking -----------------------------------------------------------------------------------
+
+    async def read_changes(
+        self,
+        table: str,
+        select: Sequence[str],
+        *,
+        deltatoken: str | None,
+        position: ChangePosition | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+        annotations: bool = True,
+    ) -> ChangePage:
+        """One page of the rows of `table` created, updated or deleted since `deltatoken` (see `_changes.py`)."""
+        summary = await self.resolve_table(table)
+        return await read_changes(
+            self.transport,
+            summary,
+            select,
+            deltatoken=deltatoken,
+            position=position,
+            page_size=page_size,
+            annotations=ALL_ANNOTATIONS if annotations else None,
+        )
+
+    async def current_change_token(self, table: str) -> tuple[str, datetime | None]:
+        """A delta token for now, for a table with change tracking, and the service's clock then."""
+        return await current_token(self.transport, await self.resolve_table(table))
 
     # -- writing rows --------------------------------------------------------------------------------------
 

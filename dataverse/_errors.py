@@ -10,6 +10,8 @@
         PreconditionFailed      412 / 0x80060882: the row changed since that etag
         DuplicateRecord         0x80040237: a row with that id or alternate key exists
         ValidationFailed        400: bad value, unknown column, malformed query
+          SearchDisabled        0x80048d0b: Dataverse search is turned off for the environment
+          ChangeTokenExpired    0x80044352: the changes since that delta token are no longer kept
         Throttled               429 after the retry budget
         ServiceUnavailable      500, 502, 503, 504 after the retries
       UnknownTable              no table by that name; knows the closest names
@@ -32,6 +34,8 @@ CONCURRENCY_MISMATCH: Final = 0x80060882
 PRIVILEGE_DENIED: Final = 0x80040220
 ACCESS_DENIED: Final = 0x80048306
 THROTTLING_CODES: Final = frozenset({0x80072322, 0x80072321, 0x80072326})
+SEARCH_DISABLED: Final = 0x80048D0B
+EXPIRED_VERSION_STAMP: Final = 0x80044352
 
 NOTHING_WRITTEN: Final = "Nothing was written."  # what a write that certainly did not run says
 
@@ -146,6 +150,26 @@ class ValidationFailed(ServiceError):
     hint = "Fix the named column or query part; describe the table to see valid columns and values."
 
 
+class SearchDisabled(ValidationFailed):
+    """Dataverse search is turned off for the environment ("Search for Dataverse records", error when search is
+    not enabled)."""
+
+    hint = (
+        "An administrator turns it on in the Power Platform admin center: the environment's Settings > Product > "
+        "Features > Dataverse search."
+    )
+
+
+class ChangeTokenExpired(ValidationFailed):
+    """The service no longer keeps the changes since that delta token ("Use change tracking to synchronize data
+    with external systems": tokens older than ExpireChangeTrackingInDays)."""
+
+    hint = (
+        "The environment keeps changes for a limited time (ExpireChangeTrackingInDays, 7 days by default): "
+        "start again with a new token, and read the table if you need its current state."
+    )
+
+
 class Throttled(ServiceError):
     hint = "Dataverse's service protection limits were hit; wait a minute and try again with fewer requests."
 
@@ -199,6 +223,10 @@ def error_from_response(
         return PreconditionFailed(message, **arguments)
     if status in (500, 502, 503, 504):
         return ServiceUnavailable(message, **arguments)
+    if code == SEARCH_DISABLED:
+        return SearchDisabled(message, **arguments)
+    if code == EXPIRED_VERSION_STAMP:
+        return ChangeTokenExpired(message, **arguments)
     return ValidationFailed(message, **arguments)
 
 

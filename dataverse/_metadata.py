@@ -40,6 +40,7 @@ TABLE_PROPERTIES: Final = (
     "IsIntersect",
     "IsActivity",
     "IsPrivate",
+    "ChangeTrackingEnabled",
 )
 
 
@@ -208,6 +209,7 @@ class TableSummary:
     is_intersect: bool
     is_activity: bool
     is_private: bool = False  # for the platform's own use: not a table a user asks about
+    change_tracking: bool = False  # ChangeTrackingEnabled: the service can say what changed since a delta token
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TableSummary:
@@ -225,6 +227,7 @@ class TableSummary:
             is_intersect=bool(data.get("IsIntersect")),
             is_activity=bool(data.get("IsActivity")),
             is_private=bool(data.get("IsPrivate")),
+            change_tracking=bool(data.get("ChangeTrackingEnabled")),
         )
 
     def names(self) -> Iterable[str]:

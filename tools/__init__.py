@@ -2,6 +2,7 @@
 
 from ._cursor import Cursors
 from ._policy import WRITE_TOOLS, Policy, PolicyError
+from ._schema import effective_hints
 from ._state import AppState, Environment, Environments, choose_environment
 from ._toolset import TOOL_NAMES, TOOLSETS, build_tools
 
@@ -17,4 +18,5 @@ __all__ = [
     "PolicyError",
     "build_tools",
     "choose_environment",
+    "effective_hints",
 ]

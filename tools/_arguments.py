@@ -22,6 +22,6 @@ Columns = Annotated[
 ]
 Values = Annotated[
     dict[str, Any],
-    Field(description='By logical name; lookup {"table": "account", "id": "<guid>"}; choice value or label'),
+    Field(description='By logical name; lookup {"table":"account","id":"<guid>"}; choice value or label'),
 ]
 Etag = Annotated[str | None, Field(description="Fail if the row changed since")]

@@ -74,15 +74,16 @@ class Cursors:
         """Cursors signed with a key made for this process: they do not outlive it."""
         return cls(secrets.token_bytes(32))
 
-    def seal(self, state: dict[str, Any], *, caller: str, tool: str) -> str:
-        """A cursor for `state` that only `caller` can open, in `tool`, until it expires."""
+    def seal(self, state: dict[str, Any], *, caller: str, tool: str, lifetime: float | None = None) -> str:
+        """A cursor for `state` that only `caller` can open, in `tool`, until it expires (after `lifetime`
+        seconds, or the default)."""
         payload = json.dumps(state, separators=(",", ":"), ensure_ascii=False).encode()
         flags = 0
         compressor = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=_DICTIONARY)
         deflated = compressor.compress(payload) + compressor.flush()
         if len(deflated) < len(payload):
             payload, flags = deflated, DEFLATED
-        expiry = int(self.clock() + self.lifetime)
+        expiry = int(self.clock() + (self.lifetime if lifetime is None else lifetime))
         cursor = self._sign(expiry, flags, payload, caller, tool)
         if len(cursor) > MAX_CURSOR_CHARS:
             reference = secrets.token_bytes(12)

@@ -59,7 +59,7 @@ async def link_records(
     unlink: bool = False,
     environment: EnvironmentName = None,
 ) -> LinkResult:
-    """Link two rows through a lookup, 1:N or N:N relationship; unlink=true removes the link (no row is deleted)."""
+    """Link two rows through a relationship (lookup, 1:N or N:N); unlink=true removes the link, never a row."""
     with (
         reported_as_tool_errors(writing=True),
         audited(ctx, "link_records", table=table, id=id, environment=environment) as attempt,

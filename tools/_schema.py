@@ -7,6 +7,11 @@ pydantic's schemas repeat a `title` on every property and spell an optional valu
 The MCP SDK writes a structured result's text copy as JSON indented by two spaces, about a quarter of its bytes;
 a tool here hands the SDK a finished `CallToolResult` instead (`structured_result`), which the SDK still validates
 against the published output schema.
+
+Annotations leave out each hint that says what the MCP specification's default says (`readOnlyHint` false,
+`destructiveHint` true, `idempotentHint` false, `openWorldHint` true), and a read-only tool's destructive and
+idempotent hints, which the specification makes meaningful only when `readOnlyHint` is false: a client reads the
+same hints from half the bytes.
 """
 
 from __future__ import annotations
@@ -14,14 +19,22 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from mcp.server.mcpserver.tools import Tool
+from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
 from ._output import structured_result
 
 _SIMPLE_KEYS = frozenset({"type", "items"})
+# The MCP specification's defaults for a hint left out (schema of ToolAnnotations, 2025-06-18).
+SPECIFIED_DEFAULTS: Final = {
+    "read_only_hint": False,
+    "destructive_hint": True,
+    "idempotent_hint": False,
+    "open_world_hint": True,
+}
 
 
 def compact_schema(schema: Any, *, optional: bool = False, result: bool = False) -> Any:
@@ -29,15 +42,16 @@ def compact_schema(schema: Any, *, optional: bool = False, result: bool = False)
     without `null` (leaving a property out means no value; tools still accept null).
 
     `result`: a result's schema. Results leave null fields out too, except a yes/no whose null means "unknown"
-    (`structured_result`), so only those keep `null`.
+    (`structured_result`), so only those keep `null`. A result's schema says what its fields are, not which are
+    always there (`required`) nor their defaults: a client validates results against it all the same, and every
+    tools/list pays for the bytes.
     """
     if isinstance(schema, list):
         return [compact_schema(item, result=result) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    compacted = {
-        key: compact_schema(value, result=result) for key, value in schema.items() if key not in ("title", "properties")
-    }
+    left_out = ("title", "properties", "required") if result else ("title", "properties")
+    compacted = {key: compact_schema(value, result=result) for key, value in schema.items() if key not in left_out}
     if isinstance(schema.get("properties"), dict):
         required = set(schema.get("required", ()))
         compacted["properties"] = {
@@ -63,11 +77,30 @@ def compact_schema(schema: Any, *, optional: bool = False, result: bool = False)
             compacted["type"] = types[0] if len(types) == 1 else types
             if items:
                 compacted["items"] = items[0]
-    if "default" in compacted and compacted["default"] is None:
-        del compacted["default"]
+    if "default" in compacted and (compacted["default"] is None or result):
+        del compacted["default"]  # a result's field has the value it has: a default says nothing there
     if compacted.get("additionalProperties") is True:
         del compacted["additionalProperties"]
     return compacted
+
+
+def compact_annotations(hints: ToolAnnotations | None) -> ToolAnnotations | None:
+    """`hints` without what a client assumes anyway; None when nothing is left."""
+    if hints is None:
+        return None
+    kept = {
+        name: value
+        for name, value in hints.model_dump(exclude_none=True).items()
+        if SPECIFIED_DEFAULTS.get(name, not value) != value
+        and not (hints.read_only_hint and name in ("destructive_hint", "idempotent_hint"))
+    }
+    return ToolAnnotations(**kept) if kept else None
+
+
+def effective_hints(hints: ToolAnnotations | None) -> dict[str, bool]:
+    """What a client following the specification takes each hint to be."""
+    given = hints.model_dump(exclude_none=True) if hints else {}
+    return {name: bool(given.get(name, default)) for name, default in SPECIFIED_DEFAULTS.items()}
 
 
 def inline_definitions(schema: dict[str, Any]) -> dict[str, Any]:
@@ -94,6 +127,7 @@ def compact_tool(tool: Tool) -> Tool:
     Optional properties drop `null`, in results too, since results leave null fields out (but a yes/no).
     """
     tool.description = " ".join(inspect.cleandoc(tool.description or "").split())
+    tool.annotations = compact_annotations(tool.annotations)
     tool.parameters = compact_schema(tool.parameters)
     output = tool.fn_metadata.output_schema
     if output is not None:

@@ -9,12 +9,14 @@ from mcp.server.mcpserver.tools import Tool
 from mcp.types import ToolAnnotations
 
 from ._actions import RUN, RUN_FUNCTIONS, list_actions, run_action
+from ._changes import list_changes
 from ._errors import CheckedTool
 from ._link import LINK, link_records
 from ._policy import Policy
 from ._query import query_records
 from ._read import READ, describe_table, get_record, list_environments, list_tables
 from ._schema import compact_tool
+from ._search import search_records
 from ._write import WRITE_TOOL_FUNCTIONS
 from ._write_set import WRITE_SET, write_records
 
@@ -35,6 +37,8 @@ TOOLSETS: Final[dict[str, tuple[tuple[ToolFunction, ...], tuple[ToolFunction, ..
     "records": (READ_TOOL_FUNCTIONS, WRITE_TOOL_FUNCTIONS),
     "bulk": ((), ((write_records, WRITE_SET), (link_records, LINK))),
     "actions": (((list_actions, READ), (run_action, RUN_FUNCTIONS)), ((run_action, RUN),)),
+    "search": (((search_records, READ),), ()),
+    "changes": (((list_changes, READ),), ()),
 }
 
 TOOL_NAMES: Final = tuple(

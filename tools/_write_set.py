@@ -145,8 +145,8 @@ async def write_records(
     confirm: Annotated[bool, Field(description="true once the user agreed")] = False,
     environment: EnvironmentName = None,
 ) -> WritesResult:
-    """Many creates, updates, upserts, deletes across tables in one call, all or nothing; each takes its tool's
-    arguments. A create may set its id so later writes can use it in lookups."""
+    """Many creates, updates, upserts, deletes in one call, all or nothing; each takes its tool's arguments. A
+    create may set its id for later writes' lookups."""
     with (
         reported_as_tool_errors(writing=True),
         audited_each(ctx, "write_records", _names(writes), environment=environment) as attempts,

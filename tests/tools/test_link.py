@@ -11,6 +11,7 @@ from mcp import Client
 
 from sandbox import Fault, Sandbox
 from server import build_server
+from tools import effective_hints
 
 from ..resilience.support import instant_retries
 from .support import error_text, server_for, settings_for, structured
@@ -324,8 +325,8 @@ async def test_link_records_belongs_to_the_bulk_toolset(sandbox: Sandbox) -> Non
     async with Client(server_for(sandbox, toolsets="bulk")) as client:
         bulk = {tool.name: tool for tool in (await client.list_tools()).tools}
     assert "link_records" not in records and "link_records" in bulk
-    annotations = bulk["link_records"].annotations
-    assert annotations is not None and (annotations.read_only_hint, annotations.destructive_hint) == (False, True)
+    hints = effective_hints(bulk["link_records"].annotations)
+    assert (hints["read_only_hint"], hints["destructive_hint"]) == (False, True)
 
 
 async def test_linked_rows_are_read_back_through_the_n_to_n_navigation_property(

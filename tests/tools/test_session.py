@@ -12,6 +12,7 @@ from mcp.client.context import ClientRequestContext
 
 from sandbox import Sandbox
 from server import ConfigurationError
+from tools import effective_hints
 
 from .support import error_text, server_for, settings_for, structured
 
@@ -228,7 +229,7 @@ async def test_read_only_mode_lists_no_write_tools(sandbox: Sandbox) -> None:
     # run_action stays, as a read: in read-only mode it runs functions and refuses actions.
     assert {tool.name for tool in tools} == {
         "list_environments", "list_tables", "describe_table", "query_records", "get_record", "list_actions",
-        "run_action",
+        "run_action", "search_records", "list_changes",
     }  # fmt: skip
     assert all(tool.annotations is not None and tool.annotations.read_only_hint for tool in tools)
 
@@ -239,15 +240,21 @@ async def test_every_tool_has_annotations_and_schemas(sandbox: Sandbox) -> None:
     assert [tool.name for tool in tools] == [
         "list_environments", "list_tables", "describe_table", "query_records", "get_record",
         "create_record", "update_record", "upsert_record", "delete_record", "write_records", "link_records",
-        "list_actions", "run_action",
+        "list_actions", "run_action", "search_records", "list_changes",
     ]  # fmt: skip
     for tool in tools:
-        assert tool.annotations is not None and tool.output_schema is not None and tool.description
-        hints = tool.annotations
-        assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint, hints.open_world_hint)
-    assert {tool.name for tool in tools if tool.annotations.read_only_hint} == {  # type: ignore[union-attr]
-        "list_environments", "list_tables", "describe_table", "query_records", "get_record", "list_actions",
-    }  # fmt: skip
+        assert tool.output_schema is not None and tool.description
+    # Hints the specification's defaults already say are left out; what a client reads is the same.
+    hints = {tool.name: effective_hints(tool.annotations) for tool in tools}
+    reads = {"list_environments", "list_tables", "describe_table", "query_records", "get_record", "list_actions",
+             "search_records", "list_changes"}  # fmt: skip
+    assert {name for name, hint in hints.items() if hint["read_only_hint"]} == reads
+    assert all(hint["open_world_hint"] for hint in hints.values())
+    writes = {name: (hint["destructive_hint"], hint["idempotent_hint"]) for name, hint in hints.items()}
+    assert writes["create_record"] == (False, False)  # a second create makes a second row
+    assert writes["update_record"] == writes["upsert_record"] == writes["delete_record"] == (True, True)
+    assert writes["write_records"] == writes["run_action"] == (True, False)
+    assert writes["link_records"] == (True, True)
 
 
 async def test_upsert_by_alternate_key_reports_created_then_updated(sandbox: Sandbox) -> None:
@@ -318,9 +325,9 @@ async def test_the_tool_list_stays_small(sandbox: Sandbox) -> None:
         everything = await client.list_tools()
     async with Client(server_for(sandbox, toolsets="records")) as client:
         records = await client.list_tools()
-    assert len(everything.model_dump_json(by_alias=True, exclude_none=True)) <= 12 * 1024
-    assert len(records.model_dump_json(by_alias=True, exclude_none=True)) <= 8 * 1024
-    assert len(records.tools) == 9
+    assert len(everything.model_dump_json(by_alias=True, exclude_none=True).encode()) <= 12 * 1024
+    assert len(records.model_dump_json(by_alias=True, exclude_none=True).encode()) <= 8 * 1024
+    assert (len(everything.tools), len(records.tools)) == (15, 9)
 
 
 def test_an_unknown_toolset_is_a_configuration_error(sandbox: Sandbox) -> None:
