@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ._errors import DataverseError
+from ._errors import DataverseError, SearchDisabled
 from ._transport import Transport
 
 MAX_SEARCH_CHARS: Final = 100  # "has a 100 character limit"
@@ -110,6 +110,10 @@ async def indexed_tables(transport: Transport) -> list[IndexedTable]:
     """The tables (and their columns) the environment's search index holds; SearchDisabled when search is off."""
     answer = await _call(transport, "GET", "status", None)
     status = _member(answer, "value") or answer
+    state = _member(status, "status")
+    if isinstance(state, str) and state.lower() != "provisioned":
+        # The status operation answers where query refuses: "notprovisioned", "provisioninginprogress".
+        raise SearchDisabled(f"Dataverse search is not ready for this environment (its status is {state}).", status=400)
     tables = []
     for item in _member(status, "entitystatusresults") or ():
         name = _member(item, "entitylogicalname") if isinstance(item, dict) else None

@@ -58,8 +58,8 @@ async def search_records(
         client = target.client
         access = await app.access(target)
         named = [await _allowed(client, access, name) for name in tables or ()]
-        asked = named or await _searchable(client, access)
         try:
+            asked = named or await _searchable(client, access)
             found = await client.search(
                 search, tables=[table.logical_name for table in asked], filter=filter, top=top or DEFAULT_TOP
             )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from mcp import types
@@ -24,6 +25,18 @@ def settings_for(sandbox: Sandbox, user: str = "admin", **overrides: Any) -> Ser
 
 def server_for(sandbox: Sandbox, user: str = "admin", **overrides: Any) -> MCPServer[Any]:
     return build_server(settings_for(sandbox, user, **overrides))
+
+
+# The sandbox, and a Dataverse-conformant endpoint when DATAVERSE_URL and DATAVERSE_ACCESS_TOKEN are set for the run:
+# tests parametrized over these check the client against shapes the sandbox did not choose.
+ENDPOINTS = ["sandbox"] + (
+    ["configured"] if os.environ.get("DATAVERSE_URL") and os.environ.get("DATAVERSE_ACCESS_TOKEN") else []
+)
+
+
+def endpoint_server(endpoint: str, sandbox: Sandbox) -> MCPServer[Any]:
+    """The server for one of ENDPOINTS: the sandbox's, or the one the environment variables configure."""
+    return server_for(sandbox) if endpoint == "sandbox" else build_server(load_settings(None))
 
 
 def structured(result: types.CallToolResult) -> dict[str, Any]:

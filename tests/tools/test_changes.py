@@ -136,6 +136,17 @@ async def test_a_token_edited_moved_or_replayed_by_another_user_is_refused(sandb
     assert "is for contact in contoso, not account" in moved
 
 
+@pytest.mark.parametrize(
+    "since",
+    ["", "AQ", "A" * 10_000, "Zm9vYmFy", "2026-13-45T99:00:00Z", '{"e":"contoso","t":"contact"}', "Ωmega", "."],
+)
+async def test_anything_else_as_since_is_refused_cleanly(sandbox: Sandbox, since: str) -> None:
+    async with Client(server_for(sandbox)) as client:
+        refused = error_text(await client.call_tool("list_changes", {"table": TRACKED, "since": since}))
+    # JSON-looking text is parsed by the SDK before the tool sees it: then it is no string at all.
+    assert ("not valid" in refused or "since must be a string" in refused) and len(refused) < 300
+
+
 async def test_a_token_older_than_the_service_keeps_changes_is_refused_with_what_to_do(sandbox: Sandbox) -> None:
     environment = sandbox.environments["contoso"]
     async with Client(server_for(sandbox)) as client:

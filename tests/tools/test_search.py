@@ -122,3 +122,18 @@ def _settings(sandbox: Sandbox, environment: str = "contoso", **overrides: Any) 
     url = sandbox.environments[environment].url
     token = sandbox.token("admin", environment)
     return load_settings(None, environments=[{"name": environment, "url": url, "access_token": token}], **overrides)
+
+
+async def test_search_turned_off_is_reported_the_same_when_the_policy_names_the_tables(sandbox: Sandbox) -> None:
+    # With a deny list the tool first reads the index's status, which answers "notprovisioned" rather than refusing.
+    settings = _settings(sandbox, environment="fabrikam", denied_tables="lead")
+    async with Client(build_server(settings)) as client:
+        refused = error_text(await client.call_tool("search_records", {"search": WORD}))
+    assert "notprovisioned" in refused and "Power Platform admin center" in refused
+
+
+async def test_search_runs_in_read_only_mode(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    made = await rows_named_after_the_word(sandbox, http)
+    async with Client(server_for(sandbox, read_only=True)) as client:
+        result = structured(await client.call_tool("search_records", {"search": WORD, "tables": ["account"]}))
+    assert [hit["id"] for hit in result["hits"]] == [made["account"]]

@@ -8,7 +8,6 @@ DATAVERSE_ACCESS_TOKEN are set for the test run (its `account` table needs at le
 
 from __future__ import annotations
 
-import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,21 +16,13 @@ from mcp import Client
 from mcp.server.mcpserver import MCPServer
 
 from sandbox import Sandbox
-from server import build_server, load_settings
 
-from .support import server_for, structured
-
-ENDPOINTS = ["sandbox"] + (
-    ["configured"] if os.environ.get("DATAVERSE_URL") and os.environ.get("DATAVERSE_ACCESS_TOKEN") else []
-)
+from .support import ENDPOINTS, endpoint_server, structured
 
 
 @pytest.fixture(params=ENDPOINTS)
 async def server(request: pytest.FixtureRequest, sandbox: Sandbox) -> AsyncIterator[MCPServer[Any]]:
-    if request.param == "sandbox":
-        yield server_for(sandbox)
-    else:
-        yield build_server(load_settings(None))
+    yield endpoint_server(request.param, sandbox)
 
 
 async def pages(client: Client, arguments: dict[str, Any]) -> list[list[dict[str, Any]]]:
