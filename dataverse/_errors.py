@@ -12,6 +12,7 @@
         ValidationFailed        400: bad value, unknown column, malformed query
           SearchDisabled        0x80048d0b: Dataverse search is turned off for the environment
           ChangeTokenExpired    0x80044352: the changes since that delta token are no longer kept
+          ChangeTrackingOff     0x80072491: the table's changes are not tracked
         Throttled               429 after the retry budget
         ServiceUnavailable      500, 502, 503, 504 after the retries
       UnknownTable              no table by that name; knows the closest names
@@ -36,6 +37,7 @@ ACCESS_DENIED: Final = 0x80048306
 THROTTLING_CODES: Final = frozenset({0x80072322, 0x80072321, 0x80072326})
 SEARCH_DISABLED: Final = 0x80048D0B
 EXPIRED_VERSION_STAMP: Final = 0x80044352
+CHANGE_TRACKING_NOT_ENABLED: Final = 0x80072491
 
 NOTHING_WRITTEN: Final = "Nothing was written."  # what a write that certainly did not run says
 
@@ -170,6 +172,12 @@ class ChangeTokenExpired(ValidationFailed):
     )
 
 
+class ChangeTrackingOff(ValidationFailed):
+    """The table's changes are not tracked (ChangeTrackingNotEnabledForEntity, Dataverse's error code reference)."""
+
+    hint = "A maker turns on Track changes in the table's advanced properties; until then, read changes by date."
+
+
 class Throttled(ServiceError):
     hint = "Dataverse's service protection limits were hit; wait a minute and try again with fewer requests."
 
@@ -227,6 +235,8 @@ def error_from_response(
         return SearchDisabled(message, **arguments)
     if code == EXPIRED_VERSION_STAMP:
         return ChangeTokenExpired(message, **arguments)
+    if code == CHANGE_TRACKING_NOT_ENABLED:
+        return ChangeTrackingOff(message, **arguments)
     return ValidationFailed(message, **arguments)
 
 

@@ -19,7 +19,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from dataverse import ChangePosition, InvalidQuery, ODataQuery, PermissionDenied, Position, TableMetadata
+from dataverse import (
+    ChangePosition,
+    ChangeTrackingOff,
+    InvalidQuery,
+    ODataQuery,
+    PermissionDenied,
+    Position,
+    TableMetadata,
+)
 
 from ._arguments import Columns, EnvironmentName, TableName
 from ._errors import reported_as_tool_errors
@@ -129,8 +137,9 @@ async def _delta_start(opened: OpenTable) -> dict[str, Any] | None:
         return None
     try:
         deltatoken, served = await opened.target.client.current_change_token(metadata.logical_name)
-    except PermissionDenied:
-        # "The calling user must have organization level read access to the table" (Microsoft's page).
+    except (PermissionDenied, ChangeTrackingOff):
+        # "The calling user must have organization level read access to the table" (Microsoft's page); or the
+        # definitions read earlier were older than the table's settings.
         return None
     return {"m": DELTA, "k": deltatoken, "s": _iso(_now(served))}
 
@@ -140,8 +149,8 @@ def _by_date(metadata: TableMetadata) -> str:
     if not metadata.summary.change_tracking:
         return f"{metadata.logical_name} has no change tracking, so deleted rows are not seen."
     return (
-        f"Change tracking needs read access to all of {metadata.logical_name}, which you lack: changes are read "
-        "by date, so deleted rows are not seen."
+        f"The service does not track {metadata.logical_name}'s changes for you (it needs read access to all its "
+        "rows): changes are read by date, so deleted rows are not seen."
     )
 
 

@@ -173,5 +173,5 @@ async def test_a_user_without_organization_wide_read_access_follows_changes_by_d
         now = structured(await client.call_tool("list_changes", {"table": TRACKED}))
         made = structured(await client.call_tool("create_record", {"table": TRACKED, "values": {"lastname": "Dated"}}))
         changes, _ = await all_changes(client, TRACKED, now["token"], select=["lastname"])
-    assert "read access to all of contact" in now["note"]
+    assert "needs read access to all its rows" in now["note"]
     assert {"change": "created", "id": made["id"], "lastname": "Dated"} in changes
