@@ -15,7 +15,16 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import BaseModel, Field
 
-from dataverse import DataverseClient, ODataQuery, SearchDisabled, SearchHit, TableSummary, literal
+from dataverse import (
+    DataverseClient,
+    InvalidQuery,
+    ODataQuery,
+    SearchDisabled,
+    SearchHit,
+    TableSummary,
+    filter_paths,
+    literal,
+)
 
 from ._arguments import EnvironmentName
 from ._errors import reported_as_tool_errors
@@ -58,6 +67,8 @@ async def search_records(
         client = target.client
         access = await app.access(target)
         named = [await _allowed(client, access, name) for name in tables or ()]
+        if filter:
+            _check_search_filter(filter)
         try:
             asked = named or await _searchable(client, access)
             found = await client.search(
@@ -70,6 +81,17 @@ async def search_records(
         summaries = {summary.logical_name: summary for summary in await client.list_tables()}
         hits = [_hit(hit, summaries.get(hit.table.lower())) for hit in found.hits if access.allows(hit.table)]
     return SearchResults(hits=hits)
+
+
+def _check_search_filter(text: str) -> None:
+    """A search filter names the searched tables' own columns: a path through a relationship (which could reach a
+    table the policy refuses) is refused before anything is sent."""
+    paths = [path for path in filter_paths(text) if len(path) > 1]
+    if paths:
+        raise InvalidQuery(
+            f"filter: {'/'.join(paths[0])!r} goes through a relationship; a search filter takes the tables' own "
+            "columns, e.g. statecode eq 0."
+        )
 
 
 async def _allowed(client: DataverseClient, access: TableAccess, name: str) -> TableSummary:

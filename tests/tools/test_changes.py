@@ -175,3 +175,13 @@ async def test_a_user_without_organization_wide_read_access_follows_changes_by_d
         changes, _ = await all_changes(client, TRACKED, now["token"], select=["lastname"])
     assert "needs read access to all its rows" in now["note"]
     assert {"change": "created", "id": made["id"], "lastname": "Dated"} in changes
+
+
+async def test_changed_rows_name_no_row_of_a_denied_table(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    (updated,) = await ids(sandbox, http, "contacts", "contactid", 1)
+    async with Client(server_for(sandbox, denied_tables="account")) as client:
+        now = structured(await client.call_tool("list_changes", {"table": TRACKED}))
+        await update(sandbox, http, "contacts", updated, {"jobtitle": "Buyer"})
+        changes, _ = await all_changes(client, TRACKED, now["token"], select=["parentcustomerid"])
+    (change,) = changes
+    assert change["parentcustomerid"]["table"] == "account" and "name" not in change["parentcustomerid"]

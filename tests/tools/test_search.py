@@ -137,3 +137,13 @@ async def test_search_runs_in_read_only_mode(sandbox: Sandbox, http: httpx2.Asyn
     async with Client(server_for(sandbox, read_only=True)) as client:
         result = structured(await client.call_tool("search_records", {"search": WORD, "tables": ["account"]}))
     assert [hit["id"] for hit in result["hits"]] == [made["account"]]
+
+
+async def test_a_search_filter_through_a_relationship_is_refused_before_sending(sandbox: Sandbox) -> None:
+    async with Client(server_for(sandbox, denied_tables="contact")) as client:
+        for text in ("primarycontactid/fullname eq 'x'", "contact_customer_accounts/any(c: c/fullname eq 'x')"):
+            refused = error_text(await client.call_tool("search_records", {"search": WORD, "filter": text}))
+            assert "goes through a relationship" in refused
+        kept = structured(await client.call_tool("search_records", {"search": "Fabrikam", "filter": "statecode eq 0"}))
+    assert kept["hits"]
+    assert len([record for record in search_requests(sandbox) if record["path"].endswith("/query")]) == 1
