@@ -198,7 +198,7 @@ async def build_query(
     apply = rewrite_lookup_names(arguments.apply, table.columns) if arguments.apply else None
     for sent in (text, apply):
         if sent:  # $apply's groupby and filter name paths as $filter does
-            await check_filter(client, access, table, sent)
+            await _check_filter(client, access, table, sent)
     return ODataQuery(
         select=[table.columns[column.lower()].property_name for column in columns],
         filter=text,
@@ -228,7 +228,7 @@ async def _checked_fetch(
     return query.with_tables(resolved.__getitem__)
 
 
-async def check_filter(client: DataverseClient, access: TableAccess, table: TableMetadata, text: str) -> None:
+async def _check_filter(client: DataverseClient, access: TableAccess, table: TableMetadata, text: str) -> None:
     """Every navigation path of the filter must reach allowed tables only; an unknown step is refused."""
     for path in filter_paths(text):
         current = table

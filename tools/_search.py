@@ -29,7 +29,6 @@ from dataverse import (
 from ._arguments import EnvironmentName
 from ._errors import reported_as_tool_errors
 from ._policy import TableAccess
-from ._query import check_filter
 from ._read import state
 
 DEFAULT_TOP: Final = 10
@@ -77,7 +76,7 @@ async def search_records(
         except SearchDisabled as error:
             if not named:
                 raise ToolError(f"{error} Or name tables: their primary names are then searched instead.") from None
-            return await _by_primary_name(client, access, named, search, filter, top or DEFAULT_TOP, error)
+            return await _by_primary_name(client, named, search, filter, top or DEFAULT_TOP, error)
         summaries = {summary.logical_name: summary for summary in await client.list_tables()}
         hits = [_hit(hit, summaries.get(hit.table.lower())) for hit in found.hits if access.allows(hit.table)]
     return SearchResults(hits=hits)
@@ -128,7 +127,6 @@ def _hit(hit: SearchHit, table: TableSummary | None) -> Hit:
 
 async def _by_primary_name(
     client: DataverseClient,
-    access: TableAccess,
     tables: list[TableSummary],
     text: str,
     filter: str | None,
@@ -142,8 +140,6 @@ async def _by_primary_name(
         if not table.primary_name or not words:
             continue
         condition = f"contains({table.primary_name},{literal(words)})"
-        if filter:  # a filter reaches other tables through its paths as query_records' does
-            await check_filter(client, access, await client.table(table.logical_name), filter)
         query = ODataQuery(
             select=[table.primary_name],
             filter=f"{condition} and ({filter})" if filter else condition,
