@@ -165,31 +165,39 @@ async def _read(app: AppState, opened: OpenTable, read: dict[str, Any]) -> Chang
     columns = [str(column) for column in read.get("c") or ()]
     page_size = int(read.get("z") or DEFAULT_PAGE_SIZE)
     since = datetime.fromisoformat(str(read["s"]).replace("Z", "+00:00"))
-    if read.get("m") == DELTA:
-        changes, position, following, next_token = await _read_delta(opened, read, columns, page_size, since)
-        note = None
+    reader = _read_delta if read.get("m") == DELTA else _read_dates
+    budget = Budget(page_size, MAX_BYTES)
+    changes, following, next_token = await reader(opened, read, columns, page_size, since)
+    skip = int(read.get("i") or 0)
+    shown, cut = fit(changes[skip:], budget)
+    if cut and read.get("p") is None and not skip:
+        # The first page again, a fifth shorter than what fitted, and every later page as long: the service may
+        # count pages in rows, so their length is chosen once, on the first page.
+        page_size = max(1, len(shown) * 4 // 5)
+        read = {**read, "z": page_size}
+        changes, following, next_token = await reader(opened, read, columns, page_size, since)
+        shown, cut = fit(changes, budget)
+    if cut:  # a later page longer than the first: the rest of it comes with the next cursor
+        following, skip = read.get("p"), skip + len(shown)
     else:
-        changes, position, following, next_token = await _read_dates(opened, read, columns, page_size, since)
+        skip = 0
+    more = cut or following is not None
+    note = None
+    if read.get("m") != DELTA:
         note = _by_date(metadata)
         if next_token.get("m") == DELTA:
             note = "Read by date: deleted rows are not seen; from the token on they are."
-    skip = int(read.get("i") or 0)
-    shown, cut = fit(changes[skip:], Budget(page_size, MAX_BYTES))
-    if cut:  # the rest of this service page comes with the next cursor
-        more, at, skip = True, position, skip + len(shown)
-    else:
-        more, at, skip = following is not None, following, 0
     if not more:
         return ChangeList(changes=shown, token=_seal_token(app, opened, next_token), note=note)
-    state = {**read, "e": opened.target.name, "t": metadata.logical_name, "p": at, "i": skip}
+    state = {**read, "e": opened.target.name, "t": metadata.logical_name, "p": following, "i": skip}
     if read.get("m") == DATES:
         state["n"] = next_token  # fixed by the first page's clock
     cursor = app.cursors.seal(state, caller=app.environments.caller_id, tool=TOOL)
     return ChangeList(changes=shown, cursor=cursor, note=note)
 
 
-# The changes of one service page, where that page is, where the next one is (None: the last), the next token.
-ReadPage = tuple[list[dict[str, Any]], Any, Any, dict[str, Any]]
+# The changes of one service page, where the next page starts (None: this is the last), the token for next time.
+ReadPage = tuple[list[dict[str, Any]], Any, dict[str, Any]]
 
 
 async def _read_delta(
@@ -210,8 +218,7 @@ async def _read_delta(
         created = _is_after(change.row.get("createdon"), since)
         changes.append(_entry("created" if created else "updated", change.id, change.row, opened, columns))
     following = page.next.to_json() if page.next else None
-    next_token = {"m": DELTA, "k": page.deltatoken, "s": _iso(_now(page.served_at))}
-    return changes, read.get("p"), following, next_token
+    return changes, following, {"m": DELTA, "k": page.deltatoken, "s": _iso(_now(page.served_at))}
 
 
 async def _read_dates(
@@ -241,8 +248,7 @@ async def _read_dates(
     ]
     following = page.next.to_json() if page.next else None
     # The first page's clock (a minute early) is where the next read starts, unless a token was chosen already.
-    next_token = read.get("n") or {"m": DATES, "s": _iso(_now(page.served_at) - EARLY)}
-    return changes, read.get("p"), following, next_token
+    return changes, following, read.get("n") or {"m": DATES, "s": _iso(_now(page.served_at) - EARLY)}
 
 
 def _with(metadata: TableMetadata, columns: list[str], *needed: str) -> list[str]:

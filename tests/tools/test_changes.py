@@ -185,3 +185,20 @@ async def test_changed_rows_name_no_row_of_a_denied_table(sandbox: Sandbox, http
         changes, _ = await all_changes(client, TRACKED, now["token"], select=["parentcustomerid"])
     (change,) = changes
     assert change["parentcustomerid"]["table"] == "account" and "name" not in change["parentcustomerid"]
+
+
+async def test_pages_cut_by_size_lose_and_repeat_nothing(sandbox: Sandbox, http: httpx2.AsyncClient) -> None:
+    every = set(await ids(sandbox, http, "contacts", "contactid", 5000))
+    async with Client(server_for(sandbox)) as client:
+        # All columns of every contact: far more than one result's 60,000 bytes, so pages end early.
+        first = structured(
+            await client.call_tool("list_changes", {"table": TRACKED, "since": "2000-01-01", "page_size": 500})
+        )
+        pages = [first["changes"]]
+        result = first
+        while "cursor" in result:
+            result = structured(await client.call_tool("list_changes", {"table": TRACKED, "cursor": result["cursor"]}))
+            pages.append(result["changes"])
+    seen = [change["id"] for page in pages for change in page]
+    assert len(pages) > 1 and len(pages[0]) < 500
+    assert sorted(seen) == sorted(every)
