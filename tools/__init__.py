@@ -1,6 +1,6 @@
 """The MCP tools: argument models, policy (read-only, allow/deny lists, confirmation), LLM-facing output."""
 
-from ._cursor import Cursors
+from ._cursor import CursorExpired, Cursors
 from ._policy import WRITE_TOOLS, Policy, PolicyError
 from ._schema import effective_hints
 from ._state import AppState, Environment, Environments, choose_environment
@@ -11,6 +11,7 @@ __all__ = [
     "TOOL_NAMES",
     "WRITE_TOOLS",
     "AppState",
+    "CursorExpired",
     "Cursors",
     "Environment",
     "Environments",

@@ -30,6 +30,7 @@ from dataverse import (
 )
 
 from ._arguments import Columns, EnvironmentName, TableName
+from ._cursor import CursorExpired
 from ._errors import reported_as_tool_errors
 from ._output import Budget, fit, shape_row
 from ._query import check_columns
@@ -82,7 +83,12 @@ async def list_changes(
             return await _token_for_now(app, opened)
         moment = _date_time(since)
         if moment is None:
-            start = app.cursors.open(since, caller=caller, tool=SEALED_AS)
+            try:
+                start = app.cursors.open(since, caller=caller, tool=SEALED_AS)
+            except CursorExpired:
+                raise ToolError(
+                    "That token has expired (tokens last 90 days): call list_changes without since for a new one."
+                ) from None
             _check_same_table(start, opened)
         else:
             # From a date-time deletions are not visible; the token returned is where change tracking takes over.

@@ -52,6 +52,10 @@ NOT_VALID: Final = (
 )
 
 
+class CursorExpired(ToolError):
+    """A cursor (or token) past its expiry: genuine, but too old to open."""
+
+
 class Cursors:
     """Seals paging state into cursors and opens them again, for one server process (or its replicas)."""
 
@@ -111,7 +115,7 @@ class Cursors:
         if version != VERSION:
             raise ToolError(NOT_VALID)
         if self.clock() > expiry:
-            raise ToolError("That cursor has expired: run the query again without it.")
+            raise CursorExpired("That cursor has expired: run the query again without it.")
         if flags == STORED:
             stored = self._stored.get(payload)
             if stored is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from mcp.server.mcpserver.exceptions import ToolError
 
-from tools import Cursors
+from tools import CursorExpired, Cursors
 
 
 class Clock:
@@ -34,6 +34,17 @@ def test_a_cursor_expires() -> None:
     clock.now += 61
     with pytest.raises(ToolError, match="expired"):
         cursors.open(cursor, caller="alice", tool="list_tables")
+
+
+def test_a_longer_lifetime_is_chosen_per_seal_and_still_ends() -> None:
+    clock = Clock()
+    cursors = Cursors(b"k" * 32, lifetime=60, clock=clock)
+    token = cursors.seal({"m": "d"}, caller="alice", tool="list_changes token", lifetime=90 * 86400)
+    clock.now += 89 * 86400
+    assert cursors.open(token, caller="alice", tool="list_changes token") == {"m": "d"}
+    clock.now += 2 * 86400
+    with pytest.raises(CursorExpired):
+        cursors.open(token, caller="alice", tool="list_changes token")
 
 
 def test_long_state_stays_in_the_server_and_the_cursor_stays_short() -> None:
