@@ -413,3 +413,18 @@ async def test_a_table_list_naming_no_table_refuses_that_environments_tools_over
     assert "contcat" not in refused  # the configuration is the operator's, not the model's
     logged = [record.getMessage() for record in caplog.records if "table policy" in record.getMessage()]
     assert len(logged) == 1 and "'contcat'" in logged[0] and "'contact'" in logged[0]
+
+
+async def test_change_tokens_and_search_results_stay_with_their_user(sandbox: Sandbox) -> None:
+    alice, admin = await sign_in(sandbox, "alice"), await sign_in(sandbox, "admin")
+    async with running(http_settings(sandbox)) as url:
+        async with connect(url, admin) as client:
+            token = structured(await client.call_tool("list_changes", {"table": "product"}))["token"]
+            structured(await client.call_tool("create_record", {"table": "account", "values": {"name": "Vexillary"}}))
+            admins = structured(await client.call_tool("search_records", {"search": "Vexillary"}))
+        async with connect(url, alice) as client:
+            replayed = error_text(await client.call_tool("list_changes", {"table": "product", "since": token}))
+            alices = structured(await client.call_tool("search_records", {"search": "Vexillary"}))
+    assert "not valid" in replayed
+    assert [hit["name"] for hit in admins["hits"]] == ["Vexillary"]
+    assert alices["hits"] == []  # the service answers each user for what that user may read
