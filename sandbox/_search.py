@@ -82,13 +82,22 @@ def _result(hit: Hit, names: NameLookup) -> JsonObject:
     }
 
 
+def _searched_text(scope: Scope, row: StoredRow, name: str, names: NameLookup) -> str | None:
+    """What a search matches in a column: its value, or for a lookup the name of the row it points to."""
+    column = scope.columns[name]
+    if column.is_lookup:
+        return lookup_name(column, row, names)
+    value = row.get(name)
+    return None if value is None else str(value)
+
+
 def run_query(environment: Environment, caller: Caller, search: SearchRequest, names: NameLookup) -> JsonObject:
     """The unescaped `response` of a query: the caller's rows that match, best first."""
     query = parse_search(search.text, search.mode)
     hits = []
     for scope in search.scopes:
         for row in select_rows(environment.store, RowQuery(scope.table, filter=scope.filter), caller, odata=False):
-            values = {name: str(row[name]) for name in scope.searched if row.get(name) is not None}
+            values = {name: text for name in scope.searched if (text := _searched_text(scope, row, name, names))}
             found = find(query, values, scope.table.primary_name)
             if found is not None:
                 hits.append(Hit(scope, row, found))

@@ -51,9 +51,10 @@ class IndexedTable:
 
 
 SEARCH_INDEX: Final[Mapping[str, IndexedTable]] = {
+    # A lookup is searched by the name of the row it points to (Quick Find's "Primary Contact" find column).
     "account": IndexedTable(
-        ("name", "accountnumber", "emailaddress1", "telephone1", "telephone2", "address1_city"),
-        ("primarycontactid", "industrycode", "revenue"),
+        ("name", "accountnumber", "emailaddress1", "telephone1", "telephone2", "address1_city", "primarycontactid"),
+        ("industrycode", "revenue"),
     ),
     "contact": IndexedTable(
         ("fullname", "firstname", "lastname", "emailaddress1", "telephone1", "mobilephone", "address1_city"),

@@ -78,8 +78,32 @@ async def search_records(
                 raise ToolError(f"{error} Or name tables: their primary names are then searched instead.") from None
             return await _by_primary_name(client, named, search, filter, top or DEFAULT_TOP, error)
         summaries = {summary.logical_name: summary for summary in await client.list_tables()}
-        hits = [_hit(hit, summaries.get(hit.table.lower())) for hit in found.hits if access.allows(hit.table)]
+        hits = [
+            _hit(hit, summaries.get(hit.table.lower()), highlights)
+            for hit in found.hits
+            if access.allows(hit.table) and (highlights := await _readable_matches(client, access, hit)) is not None
+        ]
     return SearchResults(hits=hits)
+
+
+async def _readable_matches(client: DataverseClient, access: TableAccess, hit: SearchHit) -> dict[str, str] | None:
+    """The hit's highlighted matches, without those in lookups to refused tables (a lookup is searched by the name
+    of the row it points to, that table's data); None when the hit matched through such lookups only."""
+    highlights = {
+        column: " … ".join(_HIGHLIGHT.sub("**", text) for text in texts) for column, texts in hit.highlights.items()
+    }
+    if access.allowed is None and not access.denied:
+        return highlights
+    columns = (await client.table(hit.table)).columns
+    refused = {
+        name
+        for name in highlights
+        if (column := columns.get(name.lower())) is not None
+        and column.is_lookup
+        and not all(access.allows(target) for target in column.targets)
+    }
+    kept = {name: text for name, text in highlights.items() if name not in refused}
+    return None if refused and not kept else kept
 
 
 def _check_search_filter(text: str) -> None:
@@ -111,11 +135,8 @@ async def _searchable(client: DataverseClient, access: TableAccess) -> list[Tabl
     return allowed
 
 
-def _hit(hit: SearchHit, table: TableSummary | None) -> Hit:
+def _hit(hit: SearchHit, table: TableSummary | None, highlights: dict[str, str]) -> Hit:
     name = hit.attributes.get(table.primary_name) if table and table.primary_name else None
-    highlights = {
-        column: " … ".join(_HIGHLIGHT.sub("**", text) for text in texts) for column, texts in hit.highlights.items()
-    }
     return Hit(
         table=hit.table,
         id=hit.id,

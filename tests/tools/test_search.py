@@ -147,3 +147,18 @@ async def test_a_search_filter_through_a_relationship_is_refused_before_sending(
         kept = structured(await client.call_tool("search_records", {"search": "Fabrikam", "filter": "statecode eq 0"}))
     assert kept["hits"]
     assert len([record for record in search_requests(sandbox) if record["path"].endswith("/query")]) == 1
+
+
+async def test_a_match_in_a_lookup_to_a_denied_table_is_neither_shown_nor_counted(sandbox: Sandbox) -> None:
+    """A lookup is searched by the name of the row it points to: that row's table's data."""
+    async with Client(server_for(sandbox)) as client:
+        open_hits = structured(await client.call_tool("search_records", {"search": "Campbell", "top": 50}))["hits"]
+    through_contacts = {
+        hit["id"] for hit in open_hits if hit["table"] == "account" and set(hit["highlights"]) == {"primarycontactid"}
+    }
+    assert through_contacts  # accounts found by their primary contact's name alone
+    async with Client(server_for(sandbox, denied_tables="contact")) as client:
+        hits = structured(await client.call_tool("search_records", {"search": "Campbell", "top": 50}))["hits"]
+    assert not through_contacts & {hit["id"] for hit in hits}
+    assert all("primarycontactid" not in hit.get("highlights", {}) for hit in hits)
+    assert all(hit["table"] != "contact" for hit in hits)
