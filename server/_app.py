@@ -38,8 +38,9 @@ from tools import (
     choose_environment,
 )
 
-from ._data_directory import embedded_sandbox_dir
+from ._data_directory import data_home, embedded_sandbox_dir
 from ._embedded_sandbox import SandboxEnvironments, running_in_background
+from ._kept_key import kept_key
 from ._settings import ConfigurationError, ServerSettings
 from ._users import Caller, UserEnvironments
 from ._version import __version__
@@ -283,6 +284,22 @@ def cursors(settings: ServerSettings, transport: str) -> Cursors:
     return Cursors.with_new_key()
 
 
+def change_tokens(settings: ServerSettings) -> Cursors:
+    """`list_changes` tokens signed with DYNAMICS_MCP_CURSOR_KEY, else with the key kept in the user's data
+    directory: a workflow's token must open after a restart."""
+    if settings.cursor_key is not None:
+        return Cursors(settings.cursor_key.get_secret_value().encode())
+    try:
+        return Cursors(kept_key(data_home()))
+    except OSError as error:
+        logger.warning(
+            "Could not keep the key that signs change tokens (%s): tokens from list_changes will not open after "
+            "this process ends. Set DYNAMICS_MCP_CURSOR_KEY to keep them.",
+            error,
+        )
+        return Cursors.with_new_key()
+
+
 def build_server(
     settings: ServerSettings,
     *,
@@ -322,7 +339,12 @@ def build_server(
                 environments = await open_environments(settings, http, stack, retry)
                 if isinstance(environments, StaticEnvironments | SandboxEnvironments):
                     await check_policy_lists(policy, environments)
-            yield AppState(environments=environments, policy=policy, cursors=cursors(settings, transport))
+            yield AppState(
+                environments=environments,
+                policy=policy,
+                cursors=cursors(settings, transport),
+                change_tokens=change_tokens(settings),
+            )
 
     return MCPServer[AppState](
         "dynamics-mcp",

@@ -5,7 +5,8 @@ seen. Any other table, and a `since` given as a date-time, is read by `modifiedo
 the result says. Either way the result ends with a token for next time; reading from a token is at-least-once
 (a change may come twice, never not at all), which is why date-time tokens start a minute early.
 
-A token is sealed like a cursor (signed, bound to the caller, naming its environment and table) under its own
+A token is sealed like a cursor (signed, bound to the caller, naming its environment and table), but with a key
+that outlives the process (`AppState.change_tokens`: a workflow keeps its token between runs) and under its own
 tool name, so a cursor is never taken for a token or the other way round; it lives 90 days, longer than the
 service keeps changes (7 days by default), so it is the service that says when a delta token has expired.
 """
@@ -84,7 +85,7 @@ async def list_changes(
         moment = _date_time(since)
         if moment is None:
             try:
-                start = app.cursors.open(since, caller=caller, tool=SEALED_AS)
+                start = app.change_tokens.open(since, caller=caller, tool=SEALED_AS)
             except CursorExpired:
                 raise ToolError(
                     "That token has expired (tokens last 90 days): call list_changes without since for a new one."
@@ -162,7 +163,7 @@ def _by_date(metadata: TableMetadata) -> str:
 
 def _seal_token(app: AppState, opened: OpenTable, state: dict[str, Any]) -> str:
     sealed = {"e": opened.target.name, "t": opened.metadata.logical_name, **state}
-    return app.cursors.seal(sealed, caller=app.environments.caller_id, tool=SEALED_AS, lifetime=TOKEN_LIFETIME)
+    return app.change_tokens.seal(sealed, caller=app.environments.caller_id, tool=SEALED_AS, lifetime=TOKEN_LIFETIME)
 
 
 async def _read(app: AppState, opened: OpenTable, read: dict[str, Any]) -> ChangeList:

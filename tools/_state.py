@@ -58,6 +58,7 @@ class AppState:
     environments: Environments
     policy: Policy
     cursors: Cursors = field(default_factory=Cursors.with_new_key)
+    change_tokens: Cursors = field(default_factory=Cursors.with_new_key)  # list_changes tokens: they outlive a run
     _access: dict[str, TableAccess] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
 
