@@ -40,6 +40,7 @@ QUERIES: Final[tuple[tuple[str, dict[str, Any], float | None], ...]] = (
     ("10 rows, all columns (no $select)", {"table": "account", "top": 10}, None),
 )
 ANNOTATIONS: Final = 'odata.include-annotations="*"'
+SEARCH: Final = {"search": "Fabrikam", "top": 10}
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,28 @@ async def measure(sandbox: SandboxProcess) -> tuple[list[list[str]], list[str]]:
                 f"query_records {name}: the Web API's JSON re-encoded compactly is {web_api.compact:,} bytes; "
                 f"text {share(tool.text, web_api.compact)}, structured {share(tool.structured, web_api.compact)}"
             )
+        search, service = await search_sizes(client, http, sandbox, SEARCH)
+        rows.append(line(f"search_records {SEARCH['search']!r}, top {SEARCH['top']}", search, service.served, "-"))
+        notes.append(
+            f"search_records: the search endpoint's answer is a JSON string inside JSON; unescaped and compact it is "
+            f"{service.compact:,} bytes; text {share(search.text, service.compact)}, structured "
+            f"{share(search.structured, service.compact)}"
+        )
     return rows, notes
+
+
+async def search_sizes(
+    client: Client, http: httpx2.AsyncClient, sandbox: SandboxProcess, arguments: dict[str, Any]
+) -> tuple[Size, WebApiSize]:
+    """The tool's sizes and the search endpoint's bytes for the same search, checked to be the same hits."""
+    result = await client.call_tool("search_records", arguments)
+    headers = {"Authorization": f"Bearer {sandbox.token()}", "Accept": "application/json"}
+    response = await http.post(f"{sandbox.url()}/api/search/v2.0/query", json=arguments, headers=headers)
+    response.raise_for_status()
+    answer = json.loads(response.json()["response"])
+    if [hit["id"] for hit in (result.structured_content or {}).get("hits", [])] != [v["Id"] for v in answer["Value"]]:
+        raise RuntimeError("the tool and the search endpoint answered with different hits")
+    return size_of(result), WebApiSize(len(response.content), compact_bytes(answer))
 
 
 def main() -> None:
