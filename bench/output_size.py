@@ -6,7 +6,7 @@ of compact JSON (the text block as sent; the structured content as `json.dumps` 
 (248 columns). A 10-row `query_records` of six columns (name, a choice, a lookup, money, a date, a number) is set
 beside the Web API's own annotated JSON for the same 10 accounts: `GET accounts?$select=...&$top=10` with
 `Prefer: odata.include-annotations="*"`, sent with the tool's own token; the rows of both are checked to be the
-same accounts.
+same accounts. A `search_records` is set beside the search endpoint's answer to the same search (same hits).
 
     python -m bench.output_size
 """
