@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
-from ._errors import DataverseError
+from ._errors import ChangeTrackingOff, DataverseError
 from ._metadata import TableSummary
 from ._odata import InvalidQuery, identifier
 from ._transport import Transport
@@ -106,9 +106,10 @@ async def read_changes(
     if delta_link and following is None:
         new_token = _link_query(transport, str(delta_link), "$deltatoken")["$deltatoken"]
     if following is None and new_token is None:
-        raise DataverseError(
+        # A service that ignores the preference answers a plain read: as good as refusing to track the table.
+        raise ChangeTrackingOff(
             f"Dataverse did not track changes of {table.logical_name}: its answer had no delta link.",
-            hint="Change tracking may be off for this table (ChangeTrackingEnabled).",
+            status=outcome.response.status_code,
         )
     return ChangePage(changes, following, new_token, served_at(outcome.response))
 

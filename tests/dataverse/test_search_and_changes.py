@@ -95,18 +95,31 @@ async def test_an_untracked_table_and_an_expired_token_are_their_own_errors(
     assert "0x80044352" in str(expired.value) and "new token" in str(expired.value)
 
 
-async def test_a_delta_link_to_another_host_is_not_followed() -> None:
-    """The service's links are read for their tokens only, and only when they are this environment's. A hostile
-    endpoint is a stand-in here: the sandbox never answers such a link."""
+def serving_accounts(rows: dict[str, object]) -> httpx2.MockTransport:
+    """A stand-in endpoint with one table, answering every read of it with `rows`: what the sandbox never sends."""
 
-    async def hostile(request: httpx2.Request) -> httpx2.Response:
+    async def answer(request: httpx2.Request) -> httpx2.Response:
         if request.url.path.endswith("/EntityDefinitions"):
             table = {"LogicalName": "account", "EntitySetName": "accounts", "PrimaryIdAttribute": "accountid"}
             return httpx2.Response(200, json={"value": [table]})
-        link = "https://attacker.example/api/data/v9.2/accounts?$deltatoken=1"
-        return httpx2.Response(200, json={"value": [], "@odata.deltaLink": link})
+        return httpx2.Response(200, json=rows)
 
-    async with httpx2.AsyncClient(transport=httpx2.MockTransport(hostile)) as http:
+    return httpx2.MockTransport(answer)
+
+
+async def test_a_delta_link_to_another_host_is_not_followed() -> None:
+    """The service's links are read for their tokens only, and only when they are this environment's."""
+    link = "https://attacker.example/api/data/v9.2/accounts?$deltatoken=1"
+    async with httpx2.AsyncClient(transport=serving_accounts({"value": [], "@odata.deltaLink": link})) as http:
         dataverse = DataverseClient(http, "https://contoso.crm.dynamics.com", StaticTokenProvider("t"))
         with pytest.raises(DataverseError, match="outside this environment"):
+            await dataverse.current_change_token("account")
+
+
+async def test_a_service_that_ignores_the_preference_is_taken_as_not_tracking() -> None:
+    """Not every conformant endpoint refuses: one that answers a plain read has no delta link to give."""
+    rows = {"value": [{"accountid": "00000000-0000-0000-0000-000000000001"}]}
+    async with httpx2.AsyncClient(transport=serving_accounts(rows)) as http:
+        dataverse = DataverseClient(http, "https://contoso.crm.dynamics.com", StaticTokenProvider("t"))
+        with pytest.raises(ChangeTrackingOff, match="no delta link"):
             await dataverse.current_change_token("account")
