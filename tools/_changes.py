@@ -13,6 +13,7 @@ service keeps changes (7 days by default), so it is the service that says when a
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
@@ -117,11 +118,22 @@ def _now(served: datetime | None) -> datetime:
     return served or datetime.now(UTC)
 
 
+def _environment_tag(opened: OpenTable) -> str:
+    """The environment a token is for, by its URL: short whatever its name, so a token stays whole in itself
+    (a long one would be kept in the process, and a workflow's token must outlive it)."""
+    return hashlib.sha256(opened.target.url.rstrip("/").lower().encode()).hexdigest()[:8]
+
+
 def _check_same_table(sealed: dict[str, Any], opened: OpenTable) -> None:
-    if sealed.get("e") != opened.target.name or sealed.get("t") != opened.metadata.logical_name:
+    if sealed.get("e") != _environment_tag(opened):
         raise ToolError(
-            f"That token or cursor is for {sealed.get('t')} in {sealed.get('e')}, not "
-            f"{opened.metadata.logical_name} in {opened.target.name}: pass the table and environment it came from."
+            f"That token or cursor is for another environment than {opened.target.name}: pass the environment it "
+            "came from."
+        )
+    if sealed.get("t") != opened.metadata.logical_name:
+        raise ToolError(
+            f"That token or cursor is for {sealed.get('t')}, not {opened.metadata.logical_name}: pass the table it "
+            "came from."
         )
 
 
@@ -162,7 +174,7 @@ def _by_date(metadata: TableMetadata) -> str:
 
 
 def _seal_token(app: AppState, opened: OpenTable, state: dict[str, Any]) -> str:
-    sealed = {"e": opened.target.name, "t": opened.metadata.logical_name, **state}
+    sealed = {"e": _environment_tag(opened), "t": opened.metadata.logical_name, **state}
     return app.change_tokens.seal(sealed, caller=app.environments.caller_id, tool=SEALED_AS, lifetime=TOKEN_LIFETIME)
 
 
@@ -196,7 +208,7 @@ async def _read(app: AppState, opened: OpenTable, read: dict[str, Any]) -> Chang
             note = "Read by date: deleted rows are not seen; from the token on they are."
     if not more:
         return ChangeList(changes=shown, token=_seal_token(app, opened, next_token), note=note)
-    state = {**read, "e": opened.target.name, "t": metadata.logical_name, "p": following, "i": skip}
+    state = {**read, "e": _environment_tag(opened), "t": metadata.logical_name, "p": following, "i": skip}
     if read.get("m") == DATES:
         state["n"] = next_token  # fixed by the first page's clock
     cursor = app.cursors.seal(state, caller=app.environments.caller_id, tool=TOOL)

@@ -12,6 +12,7 @@ import pytest
 from mcp import Client
 
 from sandbox import Sandbox
+from server import build_server, load_settings
 
 from .support import error_text, server_for, structured
 
@@ -133,7 +134,7 @@ async def test_a_token_edited_moved_or_taken_for_a_cursor_is_refused(sandbox: Sa
         garbage = error_text(await client.call_tool("list_changes", {"table": TRACKED, "since": "yesterday"}))
         as_cursor = error_text(await client.call_tool("list_changes", {"table": TRACKED, "cursor": token}))
     assert "not valid" in tampered and "not valid" in garbage and "not valid" in as_cursor
-    assert "is for contact in contoso, not account" in moved
+    assert "is for contact, not account" in moved
 
 
 @pytest.mark.parametrize(
@@ -216,3 +217,25 @@ async def test_a_token_opens_after_the_server_restarts_but_not_for_another_data_
         refused = error_text(await stranger.call_tool("list_changes", {"table": TRACKED, "since": token}))
     assert kept["changes"] == [] and kept["token"]
     assert "not valid" in refused
+
+
+async def test_a_token_stays_short_and_whole_whatever_the_environment_is_called(sandbox: Sandbox) -> None:
+    long_name = "Contoso Sales, production environment for Western Europe (primary tenant)"
+    environments = [
+        {"name": name, "url": sandbox.environments[site].url, "access_token": sandbox.token("admin", site)}
+        for name, site in ((long_name, "contoso"), ("fabrikam", "fabrikam"))
+    ]
+    settings = load_settings(None, environments=environments)
+    async with Client(build_server(settings)) as client:
+        token = structured(await client.call_tool("list_changes", {"table": TRACKED, "environment": long_name}))[
+            "token"
+        ]
+        elsewhere = error_text(
+            await client.call_tool("list_changes", {"table": TRACKED, "environment": "fabrikam", "since": token})
+        )
+    async with Client(build_server(settings)) as restarted:  # whole in itself: nothing kept in the first process
+        kept = structured(
+            await restarted.call_tool("list_changes", {"table": TRACKED, "environment": long_name, "since": token})
+        )
+    assert len(token) < 200 and kept["token"]
+    assert "another environment than fabrikam" in elsewhere
