@@ -91,7 +91,7 @@ def compact_annotations(hints: ToolAnnotations | None) -> ToolAnnotations | None
     kept = {
         name: value
         for name, value in hints.model_dump(exclude_none=True).items()
-        if SPECIFIED_DEFAULTS.get(name, not value) != value
+        if (name not in SPECIFIED_DEFAULTS or SPECIFIED_DEFAULTS[name] != value)
         and not (hints.read_only_hint and name in ("destructive_hint", "idempotent_hint"))
     }
     return ToolAnnotations(**kept) if kept else None
