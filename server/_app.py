@@ -59,6 +59,17 @@ INSTRUCTIONS = (
     "`table` accepts a logical name (account), entity set (accounts) or display name (Account). "
     "`environment` is a name or URL from list_environments, needed only when there are several."
 )
+# A sentence more for a toolset offered: when to reach for its tools rather than query_records.
+TOOLSET_INSTRUCTIONS: Final = {
+    "search": "To find rows by words across tables (a name, an email, a phone number), use search_records.",
+    "changes": "To follow what changed in a table since an earlier look, use list_changes and keep its token.",
+}
+
+
+def instructions(policy: Policy) -> str:
+    """The server's instructions, naming the tools of the toolsets it offers only."""
+    offered = [text for name, text in TOOLSET_INSTRUCTIONS.items() if not policy.toolsets or name in policy.toolsets]
+    return " ".join([INSTRUCTIONS, *offered])
 
 
 @dataclass
@@ -349,7 +360,7 @@ def build_server(
     return MCPServer[AppState](
         "dynamics-mcp",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=instructions(policy),
         lifespan=lifespan,
         log_level="WARNING",
         tools=build_tools(policy),

@@ -333,3 +333,12 @@ async def test_the_tool_list_stays_small(sandbox: Sandbox) -> None:
 def test_an_unknown_toolset_is_a_configuration_error(sandbox: Sandbox) -> None:
     with pytest.raises(ConfigurationError, match="no toolset named recrods; the toolsets are records"):
         settings_for(sandbox, toolsets="recrods")
+
+
+async def test_the_instructions_name_only_the_tools_offered(sandbox: Sandbox) -> None:
+    async with Client(server_for(sandbox)) as client:
+        everything = client.instructions or ""
+    async with Client(server_for(sandbox, toolsets="records")) as client:
+        records = client.instructions or ""
+    assert "search_records" in everything and "list_changes" in everything
+    assert "search_records" not in records and "list_changes" not in records and "query_records" in records
