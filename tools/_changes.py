@@ -119,9 +119,10 @@ def _now(served: datetime | None) -> datetime:
 
 
 def _environment_tag(opened: OpenTable) -> str:
-    """The environment a token is for, by its URL: short whatever its name, so a token stays whole in itself
-    (a long one would be kept in the process, and a workflow's token must outlive it)."""
-    return hashlib.sha256(opened.target.url.rstrip("/").lower().encode()).hexdigest()[:8]
+    """The environment a token is for: a digest of its name, so the token stays short (whole in itself: a long one
+    would be kept in the process, and a workflow's token must outlive it). The name, not the URL: the embedded
+    sandbox serves each run on new ports."""
+    return hashlib.sha256(opened.target.name.encode()).hexdigest()[:8]
 
 
 def _check_same_table(sealed: dict[str, Any], opened: OpenTable) -> None:

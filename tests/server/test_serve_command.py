@@ -213,6 +213,20 @@ async def test_zero_setup_keeps_its_data_between_runs_and_says_where_and_how_to_
     assert text(listed).count('"default":true') == 1
 
 
+async def test_zero_setup_searches_and_a_change_token_outlives_the_session(tmp_path: Path) -> None:
+    """What a new user's workflow sees over stdio: search works out of the box, and the token of one session
+    (a new server process) reports the next session's change."""
+    env = zero_setup(tmp_path)
+    async with Client(stdio_client(stdio(env))) as client:
+        found = structured(await client.call_tool("search_records", {"search": "Fabrikam", "tables": ["account"]}))
+        token = structured(await client.call_tool("list_changes", {"table": "lead"}))["token"]
+    async with Client(stdio_client(stdio(env))) as client:
+        made = structured(await client.call_tool("create_record", {"table": "lead", "values": {"lastname": "Next"}}))
+        changes = structured(await client.call_tool("list_changes", {"table": "lead", "since": token}))["changes"]
+    assert found["hits"] and all(hit["table"] == "account" for hit in found["hits"])
+    assert [(change["change"], change["id"]) for change in changes] == [("created", made["id"])]
+
+
 async def test_tools_are_listed_before_the_sandbox_has_started_and_the_first_call_waits_for_it(
     tmp_path: Path,
 ) -> None:
