@@ -22,8 +22,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Final
 from urllib.parse import parse_qs, urlsplit
 
-import httpx2
-
 from ._errors import ChangeTrackingOff, DataverseError
 from ._metadata import TableSummary
 from ._odata import InvalidQuery, identifier
@@ -111,7 +109,7 @@ async def read_changes(
             f"Dataverse did not track changes of {table.logical_name}: its answer had no delta link.",
             status=outcome.response.status_code,
         )
-    return ChangePage(changes, following, new_token, served_at(outcome.response))
+    return ChangePage(changes, following, new_token, parse_http_date(outcome.response.headers.get("date")))
 
 
 async def current_token(transport: Transport, table: TableSummary) -> tuple[str, datetime | None]:
@@ -124,9 +122,8 @@ async def current_token(transport: Transport, table: TableSummary) -> tuple[str,
         position = page.next
 
 
-def served_at(response: httpx2.Response) -> datetime | None:
-    """The time the service answered, from its `Date` header."""
-    text = response.headers.get("date")
+def parse_http_date(text: str | None) -> datetime | None:
+    """An HTTP `Date` header's time, or None when there is none or it is not a date."""
     try:
         return parsedate_to_datetime(text) if text else None
     except (TypeError, ValueError):

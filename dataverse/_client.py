@@ -19,7 +19,7 @@ import anyio
 import httpx2
 
 from ._batch import RowWrite
-from ._changes import ChangePage, ChangePosition, current_token, read_changes, served_at
+from ._changes import ChangePage, ChangePosition, current_token, parse_http_date, read_changes
 from ._csdl import OperationCatalog
 from ._errors import DataverseError, NotFound, write_outcome
 from ._fetchxml import FetchQuery, paging_cookie_from_annotation
@@ -87,7 +87,12 @@ class Page:
     rows: list[Row]
     count: int | None
     next: Position | None = None
-    served_at: datetime | None = None  # the service's clock when it answered (its Date header)
+    date: str | None = None  # the answer's Date header
+
+    @property
+    def served_at(self) -> datetime | None:
+        """The service's clock when it answered (parsed only when asked: most reads never need it)."""
+        return parse_http_date(self.date)
 
 
 @dataclass(frozen=True)
@@ -307,7 +312,8 @@ class DataverseClient:
         if next_link and (top is None or delivered + len(rows) < top):
             token = self._skiptoken(str(next_link))
             following = Position(token, (position.page if position else 1) + 1, delivered + len(rows))
-        return Page(rows=rows, count=body.get("@odata.count"), next=following, served_at=served_at(outcome.response))
+        date = outcome.response.headers.get("date")
+        return Page(rows=rows, count=body.get("@odata.count"), next=following, date=date)
 
     def _skiptoken(self, next_link: str) -> str:
         """The paging token of an `@odata.nextLink`; the rest of the link is the query the client sent."""
