@@ -51,7 +51,7 @@ class IndexedTable:
 
 
 SEARCH_INDEX: Final[Mapping[str, IndexedTable]] = {
-    # A lookup is searched by the name of the row it points to (Quick Find's "Primary Contact" find column).
+    # A lookup is searched by the name of the row it points to; Primary Contact as a find column is our choice.
     "account": IndexedTable(
         ("name", "accountnumber", "emailaddress1", "telephone1", "telephone2", "address1_city", "primarycontactid"),
         ("industrycode", "revenue"),

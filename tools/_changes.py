@@ -101,7 +101,8 @@ async def list_changes(
 
 
 def _date_time(text: str) -> datetime | None:
-    """`since` as an ISO date-time (UTC unless it says otherwise), or None when it is not one (then a token)."""
+    """An ISO date-time (UTC unless it says otherwise), or None when `text` is not one (a `since` that is not, is a
+    token)."""
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     except ValueError:
@@ -184,7 +185,7 @@ async def _read(app: AppState, opened: OpenTable, read: dict[str, Any]) -> Chang
     metadata = opened.metadata
     columns = [str(column) for column in read.get("c") or ()]
     page_size = int(read.get("z") or DEFAULT_PAGE_SIZE)
-    since = datetime.fromisoformat(str(read["s"]).replace("Z", "+00:00"))
+    since = _date_time(str(read["s"])) or datetime.now(UTC)  # always one: the server wrote it
     reader = _read_delta if read.get("m") == DELTA else _read_dates
     budget = Budget(page_size, MAX_BYTES)
     changes, following, next_token = await reader(opened, read, columns, page_size, since)
@@ -280,12 +281,8 @@ def _with(metadata: TableMetadata, columns: list[str], *needed: str) -> list[str
 
 
 def _is_after(value: Any, since: datetime) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")) >= since
-    except ValueError:
-        return False
+    moment = _date_time(value) if isinstance(value, str) else None
+    return moment is not None and moment >= since
 
 
 def _entry(kind: str, row_id: str, row: dict[str, Any], opened: OpenTable, columns: list[str]) -> dict[str, Any]:

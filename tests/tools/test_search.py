@@ -7,6 +7,7 @@ from typing import Any
 from unittest import mock
 
 import httpx2
+import pytest
 from mcp import Client
 
 from sandbox import Sandbox
@@ -162,3 +163,13 @@ async def test_a_match_in_a_lookup_to_a_denied_table_is_neither_shown_nor_counte
     assert not through_contacts & {hit["id"] for hit in hits}
     assert all("primarycontactid" not in hit.get("highlights", {}) for hit in hits)
     assert all(hit["table"] != "contact" for hit in hits)
+
+
+@pytest.mark.parametrize("tables", [["Leads"], ["LEAD"], ["Lead"], ["account", "leads"]])
+async def test_a_denied_table_under_any_of_its_names_is_refused_before_sending(
+    sandbox: Sandbox, tables: list[str]
+) -> None:
+    async with Client(server_for(sandbox, denied_tables="lead")) as client:
+        refused = error_text(await client.call_tool("search_records", {"search": WORD, "tables": tables}))
+    assert "'lead' is not available through this server" in refused
+    assert not [record for record in search_requests(sandbox) if record["path"].endswith("/query")]
